@@ -1,0 +1,603 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, p2d2 maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Shared code of the p2d2.mapproxy modules.
+
+The modules run under the managed host's system Python, which does not have
+MapProxy. MapProxy lives in a venv on the host; everything that needs it runs
+as a separate process: small probe scripts in the venv's Python (see
+``mapproxy_probe``) and the venv's ``mapproxy-seed``.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import errno
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_probe import PROBE_SCRIPT
+
+DEFAULT_VENV = '/opt/mapproxy/venv'
+DEFAULT_CONFIG = '/etc/mapproxy/mapproxy.yaml'
+
+# Every command runs with this environment on top of the module's.
+COMMAND_ENV = {'LC_ALL': 'C', 'PYTHONUTF8': '1'}
+
+# Time limit of a probe (loading a config takes well under a second).
+PROBE_TIMEOUT = 300
+
+VENV_FIX = ('run the p2d2.mapproxy.mapproxy_venv role first, or set the venv option '
+            'to the virtualenv that holds MapProxy')
+
+# mapproxy-seed prints this (sic) to stderr before each of up to 100 retries.
+RETRY_LINE_RE = re.compile(r'An error occurr?ed\b.*')
+# The warning MapProxy logs (to stdout) for a failed source request, and the
+# last line of the traceback after it, which holds the reason.
+SOURCE_ERROR_RE = re.compile(r'(could not retrieve .*)')
+REASON_RE = re.compile(r'^(?:[A-Za-z_][\w.]*\.)?(\w*(?:Error|Exception|timeout)): (.+)$')
+
+AGE_UNITS = ('weeks', 'days', 'hours', 'minutes', 'seconds')
+_UNIT_SECONDS = {'weeks': 604800, 'days': 86400, 'hours': 3600, 'minutes': 60, 'seconds': 1}
+_SHORT_UNITS = {'w': 'weeks', 'd': 'days', 'h': 'hours', 'm': 'minutes', 's': 'seconds'}
+_AGE_RE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([wdhms])\s*$')
+
+# What a check mode run or a cleanup lists at most.
+PATH_LIST_LIMIT = 100
+
+
+def mask_secrets(text):
+    """Hide credentials in URLs (``http://user:pass@host``) and in OGR/PostGIS
+    connection strings (``password=...``); walks lists and dicts."""
+    if isinstance(text, dict):
+        return dict((key, mask_secrets(value)) for key, value in text.items())
+    if isinstance(text, list):
+        return [mask_secrets(value) for value in text]
+    if not isinstance(text, str):
+        return text
+    text = re.sub(r'(://)[^/@\s\'"]+@', r'\1***@', text)
+    return re.sub(r'(?i)(password\s*=\s*)(\'[^\']*\'|"[^"]*"|[^\s\'"]+)', r'\1***', text)
+
+
+def iso_time(timestamp):
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec='seconds')
+
+
+class MapProxyVenv:
+    """The MapProxy virtualenv on the host."""
+
+    def __init__(self, module, path):
+        self.module = module
+        self.path = path
+        self.bin_dir = os.path.join(path, 'bin')
+        self.python = os.path.join(self.bin_dir, 'python')
+        self.seed = os.path.join(self.bin_dir, 'mapproxy-seed')
+        self.util = os.path.join(self.bin_dir, 'mapproxy-util')
+        if not os.path.isdir(path):
+            module.fail_json(msg='The MapProxy venv %s does not exist (option venv): %s.' % (path, VENV_FIX))
+        if not os.access(self.python, os.X_OK):
+            module.fail_json(msg='The venv %s has no executable bin/python (option venv): %s.' % (path, VENV_FIX))
+
+    def require(self, tool):
+        path = os.path.join(self.bin_dir, tool)
+        if not os.access(path, os.X_OK):
+            self.module.fail_json(
+                msg='The venv %s has no executable bin/%s: MapProxy is not installed there '
+                    '(option venv): %s.' % (self.path, tool, VENV_FIX))
+        return path
+
+    def probe(self, request, timeout=PROBE_TIMEOUT, cwd=None):
+        """Run the probe script in the venv's Python and return its JSON answer."""
+        argv = [self.python, '-I', '-c', PROBE_SCRIPT]
+        shown_cmd = '%s -I -c <p2d2.mapproxy probe script>' % self.python
+        rc, out, err, timed_out = run_limited(self.module, argv, timeout, data=json.dumps(request),
+                                              cwd=cwd or '/')
+        if timed_out:
+            self.module.fail_json(msg='Loading the MapProxy configuration with %s did not finish within %d seconds.'
+                                  % (self.python, timeout), cmd=shown_cmd, rc=rc, stdout=out, stderr=err)
+        answer = None
+        lines = out.strip().splitlines()
+        if lines:
+            try:
+                answer = json.loads(lines[-1])
+            except ValueError:
+                answer = None
+        if rc != 0 or not isinstance(answer, dict):
+            self.module.fail_json(
+                msg='Running Python of the MapProxy venv %s failed (rc=%s): %s.' % (self.path, rc, VENV_FIX),
+                cmd=shown_cmd, rc=rc, stdout=out, stderr=err)
+        if answer.get('import_error'):
+            self.module.fail_json(
+                msg='MapProxy cannot be imported in the venv %s (%s): %s.' % (self.path, answer['import_error'], VENV_FIX),
+                cmd=shown_cmd, rc=rc, stdout=out, stderr=err)
+        if answer.get('internal_error'):
+            self.module.fail_json(msg='Checking the MapProxy configuration failed unexpectedly: %s'
+                                  % answer['internal_error'], cmd=shown_cmd, rc=rc, stdout=out, stderr=err)
+        return answer
+
+
+def run_limited(module, argv, timeout, data=None, cwd=None):
+    """``module.run_command`` with a time limit. Returns (rc, out, err, timed_out).
+
+    For commands that start no children: the process itself is killed."""
+    state = {'timed_out': False}
+
+    def kill(proc):
+        if proc.poll() is None:
+            state['timed_out'] = True
+            proc.kill()
+
+    def arm(proc):
+        timer = threading.Timer(timeout, kill, (proc,))
+        timer.daemon = True
+        timer.start()
+        state['timer'] = timer
+
+    try:
+        rc, out, err = module.run_command(argv, data=data, cwd=cwd, environ_update=COMMAND_ENV,
+                                          expand_user_and_vars=False, before_communicate_callback=arm)
+    finally:
+        if state.get('timer') is not None:
+            state['timer'].cancel()
+    return rc, out, err, state['timed_out']
+
+
+class _Tail:
+    """Keep the first and the last lines of a long output."""
+
+    def __init__(self, head=200, tail=800):
+        self.head = []
+        self.head_max = head
+        self.tail = collections.deque(maxlen=tail)
+        self.count = 0
+
+    def add(self, line):
+        self.count += 1
+        if len(self.head) < self.head_max:
+            self.head.append(line)
+        else:
+            self.tail.append(line)
+
+    def text(self):
+        lines = list(self.head)
+        omitted = self.count - len(self.head) - len(self.tail)
+        if omitted > 0:
+            lines.append('[... %d lines omitted ...]' % omitted)
+        lines.extend(self.tail)
+        return '\n'.join(lines)
+
+
+class WatchedRun:
+    """Result of ``run_watched``."""
+
+    def __init__(self, cmd):
+        self.cmd = cmd
+        self.rc = None
+        self.stdout = ''
+        self.stderr = ''
+        self.timed_out = False
+        self.abort_line = None
+        self.duration = 0.0
+
+
+def run_watched(argv, timeout, cwd=None, abort_re=None, on_line=None):
+    """Run a command that may start children (mapproxy-seed's workers) in its
+    own session, read stdout/stderr line by line, and kill the whole process
+    group when ``timeout`` seconds have passed or a stderr line matches
+    ``abort_re``. ``module.run_command`` can do neither, hence this runner.
+    Commands are argv lists, never a shell."""
+    result = WatchedRun(' '.join(argv))
+    env = dict(os.environ)
+    env.update(COMMAND_ENV)
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=cwd, env=env, close_fds=True, start_new_session=True)
+    outputs = {'stdout': _Tail(), 'stderr': _Tail()}
+    partial = {'stdout': b'', 'stderr': b''}
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, 'stdout')
+    sel.register(proc.stderr, selectors.EVENT_READ, 'stderr')
+    deadline = start + timeout
+    killed_at = None
+    exited_at = None
+
+    def kill_group(sig):
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            pass
+
+    def handle(name, line):
+        outputs[name].add(line)
+        if on_line is not None:
+            on_line(name, line)
+        if (abort_re is not None and name == 'stderr' and result.abort_line is None
+                and abort_re.search(line)):
+            result.abort_line = line
+            return True
+        return False
+
+    try:
+        while sel.get_map():
+            now = time.monotonic()
+            if killed_at is None:
+                if now >= deadline:
+                    result.timed_out = True
+                    kill_group(signal.SIGTERM)
+                    killed_at = now
+                elif exited_at is not None and now - exited_at > 5:
+                    # the main process is gone but something keeps the pipes open
+                    kill_group(signal.SIGKILL)
+                    killed_at = now
+            elif now - killed_at > 3:
+                kill_group(signal.SIGKILL)
+                if now - killed_at > 10:
+                    break
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            for key, _mask in sel.select(timeout=0.5):
+                name = key.data
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    if partial[name]:
+                        handle(name, partial[name].decode('utf-8', 'replace').rstrip('\r'))
+                        partial[name] = b''
+                    continue
+                data = partial[name] + chunk
+                lines = data.split(b'\n')
+                partial[name] = lines.pop()
+                for raw in lines:
+                    if handle(name, raw.decode('utf-8', 'replace').rstrip('\r')) and killed_at is None:
+                        kill_group(signal.SIGTERM)
+                        killed_at = time.monotonic()
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            kill_group(signal.SIGKILL)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        proc.stdout.close()
+        proc.stderr.close()
+    result.rc = proc.returncode
+    result.stdout = mask_secrets(outputs['stdout'].text())
+    result.stderr = mask_secrets(outputs['stderr'].text())
+    result.duration = time.monotonic() - start
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+
+
+def load_config(module, venv, config_path, require_valid=True, **request):
+    """Load a mapproxy.yaml through the probe; fail unless it is valid."""
+    config_path = os.path.abspath(config_path)
+    if not os.path.isfile(config_path):
+        module.fail_json(msg='The MapProxy configuration %s does not exist (option config).' % config_path)
+    req = dict(config=config_path)
+    req.update(request)
+    info = venv.probe(req)
+    if require_valid and info.get('errors'):
+        module.fail_json(msg='The MapProxy configuration %s is invalid: %s'
+                         % (config_path, '; '.join(info['errors'])), errors=info['errors'])
+    return info
+
+
+def select_caches(module, info, names, option='caches', file_only=True):
+    """Check cache names against the config; return them (all file caches if
+    ``names`` is empty)."""
+    caches = info.get('caches') or {}
+    known = sorted(caches)
+    if not names:
+        return [name for name in known if caches[name]['type'] == 'file' and not caches[name]['disable_storage']]
+    unknown = [name for name in names if name not in caches]
+    if unknown:
+        module.fail_json(msg='Unknown cache%s in option %s: %s. Caches in the configuration: %s.'
+                         % ('s' if len(unknown) > 1 else '', option, ', '.join(unknown),
+                            ', '.join(known) or 'none'))
+    for name in names:
+        if file_only and caches[name]['type'] != 'file':
+            module.fail_json(msg="Cache %s (option %s) has type %s: this module handles only caches of "
+                                 "type file." % (name, option, caches[name]['type']))
+        if caches[name]['disable_storage']:
+            module.fail_json(msg="Cache %s (option %s) has disable_storage: true and stores no tiles."
+                             % (name, option))
+    return list(dict.fromkeys(names))
+
+
+def select_grids(module, info, cache_names, grids, option='grids'):
+    """Return ``{cache: [grid, ...]}``; every grid in ``grids`` must belong to every cache."""
+    result = {}
+    for name in cache_names:
+        cache_grids = info['caches'][name]['grids']
+        if grids:
+            missing = [g for g in grids if g not in cache_grids]
+            if missing:
+                module.fail_json(msg='Grid%s %s (option %s) not used by cache %s, whose grids are: %s.'
+                                 % ('s' if len(missing) > 1 else '', ', '.join(missing), option, name,
+                                    ', '.join(cache_grids)))
+            result[name] = list(dict.fromkeys(grids))
+        else:
+            result[name] = list(cache_grids)
+    return result
+
+
+def grid_directories(module, info, cache_grids, require_complete=True):
+    """Return ``[(cache, [grids], directory, layout)]``, one entry per directory.
+
+    MapProxy names a file cache's folder after the grid's SRS
+    (``base_dir/CACHE_EPSG3857``), so two grids of one cache in the same SRS
+    share a folder unless ``use_grid_names`` is set."""
+    entries = []
+    for cache_name, grids in cache_grids.items():
+        cache = info['caches'][cache_name]
+        by_dir = collections.OrderedDict()
+        for grid in cache['grids']:
+            directory = cache['directories'].get(grid)
+            if directory:
+                by_dir.setdefault(directory, []).append(grid)
+        for directory, dir_grids in by_dir.items():
+            selected = [g for g in dir_grids if g in grids]
+            if not selected:
+                continue
+            if require_complete and len(selected) != len(dir_grids):
+                module.fail_json(
+                    msg='Grids %s of cache %s share the folder %s (MapProxy names it after the SRS); '
+                        'their tiles cannot be told apart: select all of them in option grids.'
+                        % (', '.join(dir_grids), cache_name, directory))
+            entries.append((cache_name, dir_grids, directory, cache['directory_layout']))
+    return entries
+
+
+# ---------------------------------------------------------------------------
+# Options
+
+
+def parse_levels(module, value, option='levels'):
+    """``[0, 1, 5]`` or ``{from: 0, to: 10}`` to a sorted list of ints (or None)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {'from', 'to'})
+        if unknown:
+            module.fail_json(msg='Unknown key%s %s in option %s: use from and to.'
+                             % ('s' if len(unknown) > 1 else '', ', '.join(map(str, unknown)), option))
+        if 'from' not in value or 'to' not in value:
+            module.fail_json(msg='Option %s needs both from and to, for example {from: 0, to: 10}.' % option)
+        start = _as_level(module, value['from'], option)
+        stop = _as_level(module, value['to'], option)
+        if start > stop:
+            module.fail_json(msg='Option %s: from (%d) is greater than to (%d).' % (option, start, stop))
+        return list(range(start, stop + 1))
+    if isinstance(value, (list, tuple)):
+        if not value:
+            module.fail_json(msg='Option %s is an empty list.' % option)
+        return sorted(set(_as_level(module, v, option) for v in value))
+    module.fail_json(msg='Option %s must be a list of levels or {from: N, to: M}, not %r.' % (option, value))
+
+
+def _as_level(module, value, option):
+    if isinstance(value, bool):
+        module.fail_json(msg='Option %s: %r is not a level number.' % (option, value))
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or value < 0:
+        module.fail_json(msg='Option %s: %r is not a level number (0 or more).' % (option, value))
+    return value
+
+
+def check_levels_in_grids(module, levels, info, grids, option='levels'):
+    if levels is None:
+        return
+    for grid in grids:
+        count = info['grids'][grid]['levels']
+        bad = [level for level in levels if level >= count]
+        if bad:
+            module.fail_json(msg="Option %s: grid %s has levels 0 to %d only, not %s."
+                             % (option, grid, count - 1, ', '.join(map(str, bad))))
+
+
+def parse_age(module, value, option):
+    """An age as ``{days: 30}`` (weeks/days/hours/minutes/seconds, summed) or
+    ``30d``/``12h``/``90m``/``3600s``/``2w``. Returns seconds."""
+    if isinstance(value, str):
+        match = _AGE_RE.match(value)
+        if not match:
+            module.fail_json(msg='Option %s: %r is not an age such as 30d, 12h, 90m, 3600s or 2w.'
+                             % (option, value))
+        return float(match.group(1)) * _UNIT_SECONDS[_SHORT_UNITS[match.group(2)]]
+    if not isinstance(value, dict) or not value:
+        module.fail_json(msg='Option %s must be an age such as {days: 30} or 30d, not %r.' % (option, value))
+    unknown = sorted(set(value) - set(AGE_UNITS))
+    if unknown:
+        module.fail_json(msg='Unknown key%s %s in option %s: use %s.'
+                         % ('s' if len(unknown) > 1 else '', ', '.join(map(str, unknown)), option,
+                            ', '.join(AGE_UNITS)))
+    total = 0.0
+    for unit, amount in value.items():
+        if isinstance(amount, str):
+            try:
+                amount = float(amount)
+            except ValueError:
+                amount = None
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+            module.fail_json(msg='Option %s: %s must be a number of 0 or more, not %r.' % (option, unit, amount))
+        total += amount * _UNIT_SECONDS[unit]
+    return total
+
+
+def parse_time_spec(module, value, option):
+    """MapProxy's time spec for refresh_before: an age (see parse_age),
+    ``{time: 'YYYY-MM-DDTHH:MM:SS'}`` or ``{mtime: PATH}``. Returns the spec
+    to write into a seed config."""
+    if isinstance(value, dict) and ('time' in value or 'mtime' in value):
+        if len(value) != 1:
+            module.fail_json(msg='Option %s: time and mtime cannot be combined with other keys.' % option)
+        if 'time' in value:
+            text = value['time']
+            if isinstance(text, datetime.datetime):
+                text = text.strftime('%Y-%m-%dT%H:%M:%S')
+            try:
+                datetime.datetime.strptime(str(text), '%Y-%m-%dT%H:%M:%S')
+            except ValueError:
+                module.fail_json(msg='Option %s: time %r is not of the form YYYY-MM-DDTHH:MM:SS (local time).'
+                                 % (option, text))
+            return {'time': str(text)}
+        path = value['mtime']
+        if not isinstance(path, str) or not os.path.isabs(path) or not os.path.exists(path):
+            module.fail_json(msg='Option %s: mtime must be the absolute path of an existing file, not %r.'
+                             % (option, path))
+        return {'mtime': path}
+    return {'seconds': parse_age(module, value, option)}
+
+
+# ---------------------------------------------------------------------------
+# mapproxy-seed's cache lock
+
+
+class SeedCacheLock:
+    """The lock that ``mapproxy-seed --use-cache-lock`` takes per cache
+    (``mapproxy/seed/cachelock.py``): a SQLite file ``.mapproxy_seed.lck`` in
+    mapproxy-seed's working directory with one row per waiting or working
+    process. The first row of a cache whose process still runs holds it."""
+
+    FILENAME = '.mapproxy_seed.lck'
+
+    def __init__(self, lock_dir, polltime=0.2):
+        import sqlite3  # part of the standard library, but optional in some builds
+        self.sqlite3 = sqlite3
+        self.lock_dir = lock_dir
+        self.path = os.path.join(lock_dir, self.FILENAME)
+        self.polltime = polltime
+        self.pid = os.getpid()
+        self.held = []
+
+    def initialize(self):
+        created = not os.path.exists(self.path)
+        db = self.sqlite3.connect(self.path)
+        try:
+            db.execute('CREATE TABLE IF NOT EXISTS cache_locks (cache_name TEXT NOT NULL, '
+                       'created REAL NOT NULL, pid INTEGER NUT NULL);')
+            db.commit()
+        finally:
+            db.close()
+        if created:
+            share_ownership(self.path, self.lock_dir)
+
+    def holders(self, cache_name):
+        """PIDs of running processes that hold or wait for the lock of a cache."""
+        if not os.path.exists(self.path):
+            return []
+        db = self.sqlite3.connect(self.path)
+        try:
+            rows = db.execute('SELECT pid FROM cache_locks WHERE cache_name = ? ORDER BY created',
+                              (cache_name,)).fetchall()
+        except self.sqlite3.Error:
+            return []
+        finally:
+            db.close()
+        return [row[0] for row in rows if _pid_running(row[0])]
+
+    def acquire(self, cache_name, timeout):
+        self.initialize()
+        deadline = time.monotonic() + timeout
+        while True:
+            db = self.sqlite3.connect(self.path, isolation_level='EXCLUSIVE', timeout=max(timeout, 1))
+            try:
+                cur = db.cursor()
+                cur.execute('SELECT count(*) FROM cache_locks WHERE cache_name = ? AND pid = ?',
+                            (cache_name, self.pid))
+                if cur.fetchone()[0] == 0:
+                    cur.execute('INSERT INTO cache_locks (cache_name, pid, created) VALUES (?, ?, ?)',
+                                (cache_name, self.pid, time.time()))
+                cur.execute('SELECT pid FROM cache_locks WHERE cache_name = ? ORDER BY created', (cache_name,))
+                ours = False
+                for (pid,) in cur.fetchall():
+                    if pid == self.pid:
+                        ours = True
+                        break
+                    if _pid_running(pid):
+                        break
+                    cur.execute('DELETE FROM cache_locks WHERE cache_name = ? AND pid = ?', (cache_name, pid))
+                db.commit()
+            finally:
+                db.close()
+            if ours:
+                self.held.append(cache_name)
+                return True
+            if time.monotonic() >= deadline:
+                self._remove(cache_name)
+                return False
+            time.sleep(self.polltime)
+
+    def _remove(self, cache_name):
+        db = self.sqlite3.connect(self.path, isolation_level='EXCLUSIVE', timeout=30)
+        try:
+            db.execute('DELETE FROM cache_locks WHERE cache_name = ? AND pid = ?', (cache_name, self.pid))
+            db.commit()
+        finally:
+            db.close()
+
+    def release_all(self):
+        while self.held:
+            self._remove(self.held.pop())
+
+
+def _pid_running(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError as ex:
+        return ex.errno == errno.EPERM
+    return True
+
+
+def share_ownership(path, like):
+    """Give a file the owner and group of ``like`` (a folder), so that a file
+    created by root does not lock out MapProxy's own user."""
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.stat(like)
+        os.chown(path, st.st_uid, st.st_gid)
+    except OSError:
+        pass
+
+
+class TempDir:
+    """A private (0700) temporary folder, removed on exit."""
+
+    def __init__(self, prefix='p2d2-mapproxy-'):
+        self.path = tempfile.mkdtemp(prefix=prefix)
+
+    def write(self, name, text):
+        path = os.path.join(self.path, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+        return path
+
+    def cleanup(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.cleanup()
+        return False

@@ -1,0 +1,552 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, p2d2 maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Python code that runs inside MapProxy's venv, not in the module.
+
+The modules run under the host's system Python, which has no MapProxy. They
+run ``VENV/bin/python -I -c PROBE_SCRIPT`` with a JSON request on stdin; the
+script imports MapProxy, does what the request asks and prints one JSON
+document on stdout. Everything MapProxy prints goes to stderr.
+
+Request keys (all optional except ``config``):
+
+- ``config``: path of mapproxy.yaml to load.
+- ``content_mode``: the config is a temporary copy; warn about relative paths.
+- ``seed``: path of a seed.yaml to check against the config.
+- ``bbox``: ``{"bbox": [4 floats], "srs": "EPSG:4326", "grids": [...] or
+  "caches": [...], "levels": {grid: [levels]}}``: validate the bbox and
+  compute, per grid (given, or all grids of the caches) and level, the range
+  of internal tile coordinates it touches.
+- ``coverages_from``: path of a seed.yaml whose ``coverages`` to return.
+- ``coverages``: ``{name: coverage}``: load these coverages (or those of
+  ``coverages_from``) to check them; only ``coverage`` if that name is given.
+"""
+
+from __future__ import annotations
+
+PROBE_SCRIPT = r'''
+import json
+import logging
+import math
+import os
+import sys
+import warnings
+
+REAL_STDOUT = sys.stdout
+sys.stdout = sys.stderr
+
+REQUEST = json.loads(sys.stdin.read())
+RESULT = {'errors': [], 'warnings': []}
+
+
+def emit():
+    REAL_STDOUT.write(json.dumps(RESULT, default=str) + '\n')
+    REAL_STDOUT.flush()
+
+
+class Capture(logging.Handler):
+    def __init__(self):
+        logging.Handler.__init__(self, logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        try:
+            msg = record.getMessage()
+        except Exception:
+            msg = str(record.msg)
+        self.messages.append(msg)
+
+    def take(self):
+        msgs, self.messages = self.messages, []
+        return msgs
+
+
+CAPTURE = Capture()
+_mplog = logging.getLogger('mapproxy')
+_mplog.addHandler(CAPTURE)
+_mplog.setLevel(logging.WARNING)
+_mplog.propagate = False
+
+try:
+    import mapproxy
+    from mapproxy.version import version as MAPPROXY_VERSION
+    from mapproxy.config.loader import load_configuration, load_configuration_file
+    from mapproxy.config.spec import validate_options
+    from mapproxy.config.configuration.base import ConfigurationError
+except Exception as ex:  # ImportError and anything a broken install raises
+    RESULT['import_error'] = '%s: %s' % (type(ex).__name__, ex)
+    emit()
+    sys.exit(0)
+
+RESULT['mapproxy_version'] = MAPPROXY_VERSION
+
+
+def add_unique(target, messages):
+    for msg in messages:
+        if msg not in target:
+            target.append(msg)
+
+
+def in_words(ex):
+    """Describe an exception so that a person can act on it."""
+    name = type(ex).__name__
+    if isinstance(ex, KeyError):
+        key = ex.args[0] if ex.args else ex
+        return "refers to '%s', which is not defined in the configuration" % (key,)
+    if name == 'CRSError':
+        return 'invalid or unknown SRS: %s' % (ex,)
+    if isinstance(ex, ConfigurationError):
+        text = str(ex)
+        if text.startswith('YAMLError('):
+            text = text[len('YAMLError('):].rstrip(')')
+        return text
+    if isinstance(ex, (ValueError, TypeError)):
+        return '%s (%s)' % (ex, name)
+    if isinstance(ex, OSError):
+        return '%s: %s' % (name, ex)
+    text = str(ex)
+    return '%s: %s' % (name, text) if text else name
+
+
+def disable_file_creation():
+    """Loading caches of type mbtiles/geopackage creates their files: a check
+    must not write anything."""
+    try:
+        from mapproxy.cache.mbtiles import MBTilesCache
+        MBTilesCache.ensure_mbtile = lambda self: None
+    except Exception:
+        pass
+    try:
+        from mapproxy.cache.geopackage import GeopackageCache
+        GeopackageCache.ensure_gpkg = lambda self: None
+    except Exception:
+        pass
+
+
+def mask_url(url):
+    if not isinstance(url, str):
+        return url
+    import re
+    return re.sub(r'(://)[^/@\s]+@', r'\1***@', url)
+
+
+def layer_names(layers_conf, names):
+    if isinstance(layers_conf, dict):
+        # legacy {name: conf} style or a single root layer
+        if 'name' in layers_conf or 'layers' in layers_conf or 'sources' in layers_conf:
+            if layers_conf.get('name'):
+                names.append(layers_conf['name'])
+            layer_names(layers_conf.get('layers'), names)
+        else:
+            for key, value in layers_conf.items():
+                names.append(key)
+                if isinstance(value, dict):
+                    layer_names(value.get('layers'), names)
+    elif isinstance(layers_conf, list):
+        for layer in layers_conf:
+            layer_names(layer, names)
+    return names
+
+
+def relative_path_warnings(conf_dict):
+    found = []
+    globals_ = conf_dict.get('globals') or {}
+    cache_globals = globals_.get('cache') or {}
+    for key in ('base_dir', 'lock_dir', 'tile_lock_dir'):
+        value = cache_globals.get(key)
+        if isinstance(value, str) and not os.path.isabs(value):
+            found.append('globals.cache.%s' % key)
+    for name, cache in (conf_dict.get('caches') or {}).items():
+        if not isinstance(cache, dict):
+            continue
+        for key, value in (('cache_dir', cache.get('cache_dir')),
+                           ('cache.directory', (cache.get('cache') or {}).get('directory')),
+                           ('cache.filename', (cache.get('cache') or {}).get('filename'))):
+            if isinstance(value, str) and not os.path.isabs(value):
+                found.append('caches.%s.%s' % (name, key))
+    return ['%s is a relative path: with content it is resolved against a temporary '
+            'directory, not against the directory of the live config; use an absolute path' % key
+            for key in found]
+
+
+def inspect_config(path):
+    errors, warns = RESULT['errors'], RESULT['warnings']
+    base_dir = os.path.abspath(os.path.dirname(path))
+    try:
+        conf_dict = load_configuration_file([os.path.basename(path)], base_dir)
+    except Exception as ex:
+        errors.append('cannot load %s: %s' % (path, in_words(ex)))
+        return None
+    if not isinstance(conf_dict, dict):
+        errors.append('%s does not hold a YAML mapping' % path)
+        return None
+    if REQUEST.get('content_mode'):
+        add_unique(warns, relative_path_warnings(conf_dict))
+
+    # Step 2 of MapProxy's loader: the option spec. Unknown keys are
+    # informational only, everything else is an error.
+    try:
+        spec_msgs, _informal_only = validate_options(dict(conf_dict))
+    except Exception as ex:
+        spec_msgs = ['option check failed: %s' % in_words(ex)]
+    spec_errors = [m for m in spec_msgs if not m.startswith("unknown '")]
+    spec_warnings = [m for m in spec_msgs if m.startswith("unknown '")]
+    # Step 3: references (logged as warnings by MapProxy).
+    try:
+        from mapproxy.config.validator import validate as validate_references
+        ref_msgs = list(validate_references(dict(conf_dict)))
+    except Exception as ex:
+        ref_msgs = ['reference check failed: %s' % in_words(ex)]
+    CAPTURE.take()
+
+    add_unique(errors, spec_errors)
+    add_unique(warns, spec_warnings)
+
+    failed = bool(spec_errors)
+    conf = None
+    if not failed:
+        with warnings.catch_warnings(record=True) as py_warnings:
+            warnings.simplefilter('always')
+            try:
+                conf = load_configuration(path)
+            except Exception as ex:
+                failed = True
+                text = in_words(ex)
+                if text != 'invalid configuration':
+                    errors.append(text)
+            logged = CAPTURE.take()
+            if conf is not None:
+                failed = not check_objects(conf) or failed
+                logged += CAPTURE.take()
+        known = set(spec_msgs) | set(ref_msgs)
+        add_unique(warns, [m for m in logged if m not in known])
+        add_unique(warns, ['%s' % w.message for w in py_warnings])
+    if failed:
+        # The reference messages explain most errors of the later steps: put
+        # them after the option errors and before the exceptions.
+        later = errors[len(spec_errors):]
+        del errors[len(spec_errors):]
+        add_unique(errors, ref_msgs)
+        add_unique(errors, later)
+    else:
+        add_unique(warns, ref_msgs)
+    describe(conf_dict, conf)
+    return conf
+
+
+def check_objects(conf):
+    """Build every grid, cache and service, as MapProxy does on its first
+    request, and report failures with the name of the object."""
+    ok = True
+    errors = RESULT['errors']
+    with conf:
+        for name, grid_conf in conf.grids.items():
+            try:
+                grid_conf.tile_grid()
+            except Exception as ex:
+                ok = False
+                errors.append("grid '%s': %s" % (name, in_words(ex)))
+        for name, cache_conf in conf.caches.items():
+            try:
+                cache_conf.caches()
+            except Exception as ex:
+                ok = False
+                if isinstance(ex, KeyError) and ex.args and ex.args[0] not in conf.grids:
+                    errors.append("cache '%s': grid '%s' is not defined in grids" % (name, ex.args[0]))
+                else:
+                    errors.append("cache '%s': %s" % (name, in_words(ex)))
+    if ok:
+        try:
+            conf.configured_services()
+        except Exception as ex:
+            ok = False
+            errors.append('services/layers: %s' % in_words(ex))
+    return ok
+
+
+def describe(conf_dict, conf):
+    services = conf_dict.get('services') or {}
+    RESULT['services'] = sorted(services) if isinstance(services, dict) else []
+    RESULT['layers'] = layer_names(conf_dict.get('layers'), [])
+    sources = {}
+    for name, src in (conf_dict.get('sources') or {}).items():
+        if not isinstance(src, dict):
+            continue
+        info = {'type': src.get('type')}
+        url = src.get('url')
+        req = src.get('req')
+        if not url and isinstance(req, dict):
+            url = req.get('url')
+        if url:
+            info['url'] = mask_url(url)
+        sources[name] = info
+    RESULT['sources'] = sources
+    grids = {}
+    if conf is not None:
+        for name, grid_conf in conf.grids.items():
+            try:
+                grid = grid_conf.tile_grid()
+            except Exception:
+                continue
+            grids[name] = {
+                'srs': grid.srs.srs_code,
+                'levels': grid.levels,
+                'origin': grid.origin,
+                'bbox': list(grid.bbox),
+                'tile_size': list(grid.tile_size),
+                'configured': name in (conf_dict.get('grids') or {}),
+            }
+    RESULT['grids'] = grids
+    RESULT['base_dir'] = None
+    if conf is not None:
+        try:
+            RESULT['base_dir'] = conf.globals.get_path('cache.base_dir', {})
+        except Exception:
+            pass
+    caches = {}
+    for name, cache in (conf_dict.get('caches') or {}).items():
+        if not isinstance(cache, dict):
+            continue
+        block = cache.get('cache') or {}
+        ctype = block.get('type', 'file')
+        srcs = cache.get('sources') or []
+        info = {
+            'type': ctype,
+            'grids': list(cache.get('grids') or []),
+            'sources': list(srcs.keys()) if isinstance(srcs, dict) else list(srcs),
+            'format': cache.get('format', 'image/png'),
+            'disable_storage': bool(cache.get('disable_storage', False)),
+            'directory_layout': block.get('directory_layout', 'tc') if ctype == 'file' else block.get('directory_layout'),
+            'directory': None,
+            'directories': {},
+            'link_single_color_images': None,
+            'timestamps': None,
+        }
+        if conf is not None and name in conf.caches:
+            cache_conf = conf.caches[name]
+            try:
+                with conf:
+                    managers = cache_conf.caches()
+                    grid_names = [g for g, _ in cache_conf.grid_confs()]
+            except Exception:
+                managers, grid_names = [], []
+            if not info['grids']:
+                info['grids'] = grid_names
+            for grid_name, (tile_grid, _extent, mgr) in zip(grid_names, managers):
+                tile_cache = mgr.cache
+                path = None
+                for attr in ('cache_dir', 'mbtile_file', 'geopackage_file', 'lock_dir'):
+                    path = getattr(tile_cache, attr, None)
+                    if isinstance(path, str):
+                        break
+                    path = None
+                if type(tile_cache).__name__ == 'DummyCache':
+                    path = None
+                info['directories'][grid_name] = os.path.abspath(path) if path else None
+                info['timestamps'] = bool(getattr(tile_cache, 'supports_timestamp', True))
+                if ctype == 'file' and path:
+                    info['file_ext'] = getattr(tile_cache, 'file_ext', None)
+                    info['link_single_color_images'] = bool(getattr(tile_cache, 'link_single_color_images', False))
+            dirs = list(info['directories'].values())
+            if len(dirs) == 1:
+                info['directory'] = dirs[0]
+        caches[name] = info
+    RESULT['caches'] = caches
+
+
+def check_seed(conf, seed_path):
+    seed = {'errors': [], 'warnings': [], 'seeds': [], 'cleanups': []}
+    RESULT['seed'] = seed
+    from mapproxy.seed.config import load_seed_tasks_conf
+    from mapproxy.seed.spec import validate_seed_conf
+    from mapproxy.util.yaml import load_yaml_file
+    try:
+        raw = load_yaml_file(seed_path)
+    except Exception as ex:
+        seed['errors'].append('cannot load %s: %s' % (seed_path, in_words(ex)))
+        return
+    if not isinstance(raw, dict):
+        seed['errors'].append('%s does not hold a YAML mapping' % seed_path)
+        return
+    msgs, _informal = validate_seed_conf(raw)
+    # Unknown keys in a seed config are errors here: mapproxy-seed only
+    # warns, and "level:" instead of "levels:" seeds the whole world.
+    seed['errors'].extend(msgs)
+    seed['seeds'] = sorted((raw.get('seeds') or {}).keys()) if isinstance(raw.get('seeds'), dict) else []
+    seed['cleanups'] = sorted((raw.get('cleanups') or {}).keys()) if isinstance(raw.get('cleanups'), dict) else []
+    if msgs:
+        return
+    CAPTURE.take()
+    try:
+        with conf:
+            seed_conf = load_seed_tasks_conf(seed_path, conf)
+            seed_conf.seeds()
+            seed_conf.cleanups()
+    except Exception as ex:
+        seed['errors'].append(in_words(ex))
+    logged = CAPTURE.take()
+    add_unique(seed['warnings'], [m for m in logged if m not in msgs])
+
+
+def srs_area_check(srs, bbox):
+    """Return an error text if bbox is outside the area where srs is defined."""
+    minx, miny, maxx, maxy = bbox
+    if srs.is_latlong:
+        if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+            return ('bbox %s lies outside the valid area of %s (-180, -90, 180, 90): '
+                    'expected [min lon, min lat, max lon, max lat]' % (list(bbox), srs.srs_code))
+        return None
+    try:
+        import pyproj
+        crs = pyproj.CRS.from_user_input(srs.srs_code)
+        transformer = pyproj.Transformer.from_crs(crs, 'EPSG:4326', always_xy=True)
+        points = [(minx, miny), (minx, maxy), (maxx, miny), (maxx, maxy),
+                  ((minx + maxx) / 2.0, (miny + maxy) / 2.0)]
+        for x, y in points:
+            lon, lat = transformer.transform(x, y, errcheck=True)
+            if not (math.isfinite(lon) and math.isfinite(lat)) or abs(lat) > 90 or abs(lon) > 540:
+                raise ValueError('point %s, %s' % (x, y))
+    except Exception:
+        return 'bbox %s lies outside the area where %s is defined' % (list(bbox), srs.srs_code)
+    if srs.srs_code in ('EPSG:3857', 'EPSG:900913', 'EPSG:102100', 'EPSG:102113'):
+        limit = 20037508.342789244 * 1.000001
+        if max(abs(minx), abs(maxx), abs(miny), abs(maxy)) > limit:
+            return ('bbox %s lies outside the valid area of %s (+-20037508.34 m)' % (list(bbox), srs.srs_code))
+    return None
+
+
+def plan_bbox(conf, request):
+    from mapproxy.srs import SRS
+    from mapproxy.util.bbox import TransformationError
+    out = {'errors': [], 'grids': {}}
+    RESULT['bbox'] = out
+    bbox = [float(v) for v in request['bbox']]
+    if not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
+        out['errors'].append('bbox %s must be [minx, miny, maxx, maxy] with minx < maxx and miny < maxy' % bbox)
+        return
+    try:
+        srs = SRS(request['srs'])
+    except Exception as ex:
+        out['errors'].append("srs '%s': %s" % (request['srs'], in_words(ex)))
+        return
+    area_error = srs_area_check(srs, bbox)
+    if area_error:
+        out['errors'].append(area_error)
+        return
+    levels_by_grid = request.get('levels') or {}
+    grid_names = list(request.get('grids') or [])
+    if not grid_names:
+        for cache_name in request.get('caches') or []:
+            if cache_name in conf.caches:
+                for grid_name, _grid_conf in conf.caches[cache_name].grid_confs():
+                    if grid_name not in grid_names:
+                        grid_names.append(grid_name)
+    for grid_name in grid_names:
+        if grid_name not in conf.grids:
+            continue
+        grid = conf.grids[grid_name].tile_grid()
+        try:
+            gbbox = srs.transform_bbox_to(grid.srs, bbox) if srs != grid.srs else bbox
+        except (TransformationError, Exception):
+            out['errors'].append("bbox %s cannot be transformed to %s of grid '%s'"
+                                 % (bbox, grid.srs.srs_code, grid_name))
+            continue
+        g = grid.bbox
+        if not (gbbox[0] < g[2] and gbbox[2] > g[0] and gbbox[1] < g[3] and gbbox[3] > g[1]):
+            out['errors'].append("bbox %s (%s) does not overlap grid '%s' (%s in %s)"
+                                 % (bbox, srs.srs_code, grid_name, list(g), grid.srs.srs_code))
+            continue
+        ranges = {}
+        levels = levels_by_grid.get(grid_name)
+        if levels is None:
+            levels = list(range(grid.levels))
+        for level in levels:
+            if level < 0 or level >= grid.levels:
+                continue
+            # as TileGrid.get_affected_level_tiles: ignore tiles only touched
+            delta = grid.resolution(level) / 10.0
+            x0, y0, _ = grid.tile_coord_for_point(gbbox[0] + delta, gbbox[1] + delta, level)
+            x1, y1, _ = grid.tile_coord_for_point(gbbox[2] - delta, gbbox[3] - delta, level)
+            w, h = grid.grid_sizes[level]
+            xa, xb = sorted((x0, x1))
+            ya, yb = sorted((y0, y1))
+            xa, ya = max(xa, 0), max(ya, 0)
+            xb, yb = min(xb, w - 1), min(yb, h - 1)
+            if xa > xb or ya > yb:
+                continue
+            ranges[str(level)] = [xa, ya, xb, yb]
+        out['grids'][grid_name] = {'bbox': list(gbbox), 'srs': grid.srs.srs_code, 'ranges': ranges}
+
+
+def check_coverages(coverages):
+    from mapproxy.config.coverage import load_coverage
+    from mapproxy.config.spec import coverage as coverage_spec
+    from mapproxy.util.ext.dictspec.validator import validate, ValidationError
+    out = {}
+    RESULT['coverages'] = out
+    for name, cov in coverages.items():
+        errs = []
+        try:
+            validate(coverage_spec, cov)
+        except ValidationError as ex:
+            errs.extend(ex.errors)
+        except Exception as ex:
+            errs.append(in_words(ex))
+        if not errs:
+            try:
+                loaded = load_coverage(cov)
+                if not loaded.extent.llbbox:
+                    errs.append('coverage is empty')
+            except Exception as ex:
+                errs.append(in_words(ex))
+        out[name] = errs
+
+
+def main():
+    disable_file_creation()
+    conf = None
+    if REQUEST.get('coverages_from'):
+        from mapproxy.util.yaml import load_yaml_file
+        try:
+            raw = load_yaml_file(REQUEST['coverages_from'])
+            covs = raw.get('coverages') if isinstance(raw, dict) else None
+            RESULT['coverages_from'] = covs if isinstance(covs, dict) else {}
+        except Exception as ex:
+            RESULT['coverages_from_error'] = in_words(ex)
+    if REQUEST.get('config'):
+        conf = inspect_config(REQUEST['config'])
+    ok = conf is not None and not RESULT['errors']
+    if ok and REQUEST.get('seed'):
+        check_seed(conf, REQUEST['seed'])
+    if ok and REQUEST.get('bbox'):
+        with conf:
+            plan_bbox(conf, REQUEST['bbox'])
+    coverages = REQUEST.get('coverages') or {}
+    if REQUEST.get('coverages_from'):
+        coverages = RESULT.get('coverages_from') or {}
+    name = REQUEST.get('coverage')
+    if name:
+        coverages = {name: coverages[name]} if name in coverages else {}
+    if coverages and (conf is not None or not REQUEST.get('config')):
+        # inside the config, so that relative paths resolve as mapproxy-seed resolves them
+        with (conf if conf is not None else _Null()):
+            check_coverages(coverages)
+
+
+class _Null(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
+try:
+    main()
+except Exception as ex:
+    import traceback
+    RESULT['internal_error'] = '%s\n%s' % (in_words(ex), traceback.format_exc())
+emit()
+'''

@@ -1,0 +1,363 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, p2d2 maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: mapproxy_cache_clean
+short_description: Remove old or all tiles from MapProxy file caches
+version_added: 0.1.0
+description:
+  - Removes the tiles of MapProxy file caches that are older than O(max_age), or all tiles
+    (O(all)), optionally only on some O(levels) and inside a O(bbox).
+  - MapProxy has no C(clean-cache) command; its own cleanup tasks (C(mapproxy-seed --cleanup))
+    are not used because in MapProxy 7.0.0 a cleanup without coverage silently skips levels
+    0 to 9 of caches with C(directory_layout=tms) and prints no counts. This module reads the
+    cache folders, layouts and grids from the configuration with the MapProxy of the venv and
+    removes the tile files itself, comparing each file's modification time as MapProxy does.
+  - Understands the folder layouts C(tc), C(mp), C(tms), C(reverse_tms), C(quadkey) and
+    C(arcgis). Files that are not tiles of the layout are kept (C(tile_locks),
+    C(single_color_tiles), temporary files). Folders that become empty are removed, but
+    never the cache folder itself.
+  - Reports what it removed; in check mode it removes nothing and reports what it would remove.
+author:
+  - p2d2 maintainers (@p2d2)
+attributes:
+  check_mode:
+    description: Can run in check mode and return the changed status it predicts without changing the target.
+    support: full
+  diff_mode:
+    description: Would return details of the change in diff mode.
+    support: none
+options:
+  config:
+    description:
+      - Path of the MapProxy configuration on the managed host.
+    type: path
+    default: /etc/mapproxy/mapproxy.yaml
+  caches:
+    description:
+      - Names of the caches to clean. They must be caches of type C(file).
+    type: list
+    elements: str
+    required: true
+  grids:
+    description:
+      - Grids to clean. Each must be a grid of every cache in O(caches).
+      - By default all grids of each cache.
+      - MapProxy keeps the tiles of two grids of a cache with the same SRS in one folder
+        (unless C(use_grid_names) is set); such grids can only be cleaned together.
+    type: list
+    elements: str
+    default: []
+  max_age:
+    description:
+      - Remove tiles whose modification time is older than this age.
+      - >-
+        A dictionary of V(weeks), V(days), V(hours), V(minutes) and V(seconds) (added up),
+        such as V({days: 30}), or a string of a number and one of the units C(w), C(d), C(h),
+        C(m), C(s), such as V(30d).
+      - Exactly one of O(max_age) and O(all=true) is required.
+    type: raw
+  all:
+    description:
+      - Set to V(true) to remove every tile of the selected caches, grids and levels.
+      - Exactly one of O(max_age) and O(all=true) is required.
+    type: bool
+  levels:
+    description:
+      - >-
+        Only remove tiles on these levels, a list of level numbers such as V([0, 1, 2]) or a
+        range V({from: 11, to: 14}).
+      - By default all levels.
+    type: raw
+  bbox:
+    description:
+      - Only remove tiles that touch this box, V([minx, miny, maxx, maxy]) in O(srs).
+      - The tiles are selected by their grid coordinates, as MapProxy selects them for a bbox
+        coverage (tiles that only touch the edge are left out).
+    type: list
+    elements: float
+  srs:
+    description:
+      - SRS of O(bbox).
+    type: str
+    default: EPSG:4326
+  use_cache_lock:
+    description:
+      - Take the cache lock of C(mapproxy-seed --use-cache-lock) for each cache while removing
+        tiles, so that the cleanup does not run while such a seeding works on the same cache.
+      - The lock is the file C(.mapproxy_seed.lck) in O(lock_dir) (mapproxy-seed keeps it in its
+        working directory; p2d2.mapproxy.mapproxy_seed runs it in O(lock_dir)).
+      - MapProxy itself takes no lock for cleanups, and the server writes tiles at any time;
+        a tile written during the cleanup is new and stays.
+    type: bool
+    default: true
+  lock_dir:
+    description:
+      - Folder of the cache lock file.
+      - By default the C(globals.cache.base_dir) of the configuration. If that folder does not
+        exist, the cleanup runs without the lock and warns.
+    type: path
+  lock_timeout:
+    description:
+      - Seconds to wait for the cache lock before failing.
+    type: int
+    default: 60
+  venv:
+    description:
+      - The virtualenv on the managed host that holds MapProxy (the p2d2.mapproxy.mapproxy_venv
+        role creates it).
+    type: path
+    default: /opt/mapproxy/venv
+notes:
+  - Run the task as root or as MapProxy's user, which must be allowed to remove the tiles.
+  - The module only removes files; it starts no MapProxy process that writes tiles.
+seealso:
+  - module: p2d2.mapproxy.mapproxy_cache_info
+  - module: p2d2.mapproxy.mapproxy_seed
+"""
+
+EXAMPLES = r"""
+- name: Remove OSM tiles older than 30 days
+  p2d2.mapproxy.mapproxy_cache_clean:
+    caches:
+      - osm_cache
+    max_age:
+      days: 30
+
+- name: Show what would be removed from the GeoServer cache
+  p2d2.mapproxy.mapproxy_cache_clean:
+    caches:
+      - geoserver_cache
+    all: true
+  check_mode: true
+  register: __mapproxy_clean
+
+- name: Empty the GeoServer cache
+  p2d2.mapproxy.mapproxy_cache_clean:
+    caches:
+      - geoserver_cache
+    all: true
+
+- name: Remove tiles of levels 11 to 14 around Cologne that are older than a week
+  p2d2.mapproxy.mapproxy_cache_clean:
+    caches:
+      - osm_cache
+    grids:
+      - webmercator
+    max_age: 1w
+    levels:
+      from: 11
+      to: 14
+    bbox: [6.7, 50.8, 7.2, 51.1]
+"""
+
+RETURN = r"""
+tiles_removed:
+  description: Number of tiles removed (in check mode, that would be removed).
+  returned: always
+  type: int
+  sample: 1234
+bytes_removed:
+  description: Sum of the sizes of these tiles.
+  returned: always
+  type: int
+  sample: 15034331
+cutoff:
+  description: Tiles modified before this time (ISO 8601, UTC) were removed. V(null) with O(all).
+  returned: always
+  type: str
+  sample: "2026-10-25T05:31:54+00:00"
+caches:
+  description:
+    - Per cache and grid, the folder and what was removed from it.
+    - C(directory) is the folder, C(shared_with) other grids in the same folder,
+      C(tiles_removed) and C(bytes_removed) the counts, and C(levels) a list of
+      C({level, tiles, bytes}) for the levels with removed tiles.
+  returned: always
+  type: dict
+  sample:
+    osm_cache:
+      grids:
+        webmercator:
+          directory: /cache/osm
+          shared_with: []
+          tiles_removed: 1234
+          bytes_removed: 15034331
+          levels:
+            - {level: 12, tiles: 1234, bytes: 15034331}
+paths:
+  description: The first 100 removed (in check mode, to be removed) tile files.
+  returned: always
+  type: list
+  elements: str
+  sample: [/cache/osm/12/2143/1390.png]
+paths_truncated:
+  description: Whether more tiles were removed than RV(paths) lists.
+  returned: always
+  type: bool
+  sample: false
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
+    DEFAULT_CONFIG,
+    DEFAULT_VENV,
+    PATH_LIST_LIMIT,
+    MapProxyVenv,
+    SeedCacheLock,
+    check_levels_in_grids,
+    grid_directories,
+    iso_time,
+    load_config,
+    parse_age,
+    parse_levels,
+    select_caches,
+    select_grids,
+)
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
+    LevelStats,
+    TileFilter,
+    remove_tiles,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            config=dict(type='path', default=DEFAULT_CONFIG),
+            caches=dict(type='list', elements='str', required=True),
+            grids=dict(type='list', elements='str', default=[]),
+            max_age=dict(type='raw'),
+            all=dict(type='bool'),
+            levels=dict(type='raw'),
+            bbox=dict(type='list', elements='float'),
+            srs=dict(type='str', default='EPSG:4326'),
+            use_cache_lock=dict(type='bool', default=True),
+            lock_dir=dict(type='path'),
+            lock_timeout=dict(type='int', default=60),
+            venv=dict(type='path', default=DEFAULT_VENV),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not params['caches']:
+        module.fail_json(msg='Option caches is empty: name the caches to clean.')
+    if params['all'] and params['max_age'] is not None:
+        module.fail_json(msg='Options max_age and all are mutually exclusive: set one of them.')
+    if not params['all'] and params['max_age'] is None:
+        module.fail_json(msg='Set max_age (remove tiles older than that) or all: true (remove every tile).')
+    max_age = None if params['all'] else parse_age(module, params['max_age'], 'max_age')
+    levels = parse_levels(module, params['levels'], 'levels')
+    if params['bbox'] is not None and len(params['bbox']) != 4:
+        module.fail_json(msg='Option bbox needs 4 numbers [minx, miny, maxx, maxy], not %d.' % len(params['bbox']))
+    if params['lock_timeout'] < 0:
+        module.fail_json(msg='Option lock_timeout must be 0 or more seconds.')
+
+    venv = MapProxyVenv(module, params['venv'])
+    request = {}
+    if params['bbox'] is not None:
+        request['bbox'] = dict(bbox=params['bbox'], srs=params['srs'], grids=params['grids'],
+                               caches=params['caches'])
+    info = load_config(module, venv, params['config'], **request)
+    names = select_caches(module, info, params['caches'])
+    cache_grids = select_grids(module, info, names, params['grids'])
+    for grids in cache_grids.values():
+        check_levels_in_grids(module, levels, info, grids)
+    ranges_by_grid = None
+    if params['bbox'] is not None:
+        planned = info.get('bbox') or {}
+        if planned.get('errors'):
+            module.fail_json(msg='Option bbox: %s.' % '; '.join(planned['errors']))
+        ranges_by_grid = dict((grid, dict((int(k), v) for k, v in plan['ranges'].items()))
+                              for grid, plan in planned.get('grids', {}).items())
+    entries = grid_directories(module, info, cache_grids)
+
+    now = time.time()
+    cutoff = None if max_age is None else now - max_age
+
+    lock = None
+    if params['use_cache_lock'] and not module.check_mode:
+        lock = _open_lock(module, params, info)
+    paths = []
+    counter = {'n': 0}
+
+    def on_remove(path, _st):
+        counter['n'] += 1
+        if len(paths) < PATH_LIST_LIMIT:
+            paths.append(path)
+
+    result_caches = {}
+    total = LevelStats()
+    try:
+        if lock is not None:
+            for name in sorted(names):
+                if not lock.acquire(name, params['lock_timeout']):
+                    holders = lock.holders(name)
+                    module.fail_json(
+                        msg='Cache %s is locked by mapproxy-seed (pid %s, lock file %s); waited %d seconds '
+                            '(option lock_timeout). Try again later or set use_cache_lock: false.'
+                            % (name, ', '.join(map(str, holders)) or 'unknown', lock.path, params['lock_timeout']))
+        for cache_name, dir_grids, directory, layout in entries:
+            ranges = None
+            if ranges_by_grid is not None:
+                if len(dir_grids) > 1:
+                    module.fail_json(msg='Grids %s of cache %s share the folder %s: option bbox cannot tell their '
+                                         'tiles apart.' % (', '.join(dir_grids), cache_name, directory))
+                ranges = ranges_by_grid.get(dir_grids[0], {})
+            tile_filter = TileFilter(levels=levels, ranges=ranges)
+            removed = remove_tiles(directory, layout, tile_filter, before=cutoff, dry_run=module.check_mode,
+                                   on_remove=on_remove)
+            dir_total = LevelStats()
+            level_list = []
+            for level in sorted(removed):
+                dir_total.merge(removed[level])
+                level_list.append(dict(level=level, tiles=removed[level].tiles, bytes=removed[level].bytes))
+            total.merge(dir_total)
+            cache_entry = result_caches.setdefault(cache_name, {'grids': {}})
+            for grid in dir_grids:
+                cache_entry['grids'][grid] = dict(
+                    directory=directory, shared_with=[g for g in dir_grids if g != grid],
+                    tiles_removed=dir_total.tiles, bytes_removed=dir_total.bytes, levels=level_list)
+    finally:
+        if lock is not None:
+            lock.release_all()
+
+    for name in names:
+        result_caches.setdefault(name, {'grids': {}})
+    module.exit_json(
+        changed=total.tiles > 0,
+        tiles_removed=total.tiles,
+        bytes_removed=total.bytes,
+        cutoff=iso_time(cutoff),
+        caches=result_caches,
+        paths=paths,
+        paths_truncated=counter['n'] > len(paths),
+    )
+
+
+def _open_lock(module, params, info):
+    lock_dir = os.path.abspath(params['lock_dir']) if params['lock_dir'] else info.get('base_dir')
+    if params['lock_dir'] and not os.path.isdir(lock_dir):
+        module.fail_json(msg='The folder %s of option lock_dir does not exist.' % lock_dir)
+    if not lock_dir or not os.path.isdir(lock_dir):
+        module.warn('The cache base folder %s does not exist, so no mapproxy-seed can hold a cache lock there: '
+                    'cleaning without the lock.' % lock_dir)
+        return None
+    try:
+        return SeedCacheLock(lock_dir)
+    except ImportError:
+        module.warn('Python has no sqlite3 module: cleaning without the cache lock of mapproxy-seed.')
+        return None
+
+
+if __name__ == '__main__':
+    main()

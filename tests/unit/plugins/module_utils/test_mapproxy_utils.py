@@ -1,0 +1,224 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, p2d2 maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Tests of the shared code that need no MapProxy."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+
+import pytest
+
+from ansible_collections.p2d2.mapproxy.plugins.module_utils import mapproxy as mp
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
+    TileFilter,
+    collect_stats,
+    iter_tiles,
+    remove_tiles,
+)
+
+
+class FailJson(Exception):
+    pass
+
+
+class FakeModule:
+    def fail_json(self, msg, **kwargs):
+        raise FailJson(msg)
+
+
+def touch(path, data=b'png'):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as handle:
+        handle.write(data)
+
+
+# Paths as MapProxy 7 builds them for tile (x=1234567, y=7654321, z=9) and (3, 4, 2),
+# see the doctests of mapproxy/cache/path.py.
+@pytest.mark.parametrize('layout, paths', [
+    ('tc', {(1234567, 7654321, 9): '09/001/234/567/007/654/321.png', (3, 4, 2): '02/000/000/003/000/000/004.png'}),
+    ('mp', {(1234567, 7654321, 9): '09/0123/4567/0765/4321.png', (3, 4, 2): '02/0000/0003/0000/0004.png'}),
+    ('tms', {(1234567, 7654321, 9): '9/1234567/7654321.png', (3, 4, 2): '2/3/4.png'}),
+    ('reverse_tms', {(1234567, 7654321, 9): '7654321/1234567/9.png', (3, 4, 2): '4/3/2.png'}),
+    ('arcgis', {(1234567, 87654321, 9): 'L09/R05397fb1/C0012d687.png', (3, 4, 2): 'L02/R00000004/C00000003.png'}),
+    ('quadkey', {(3, 2, 2): '31.png', (0, 0, 0): '.png', (5, 2, 3): '121.png'}),
+])
+def test_layouts_decode_mapproxy_paths(tmp_path, layout, paths):
+    for rel in paths.values():
+        touch(tmp_path / rel)
+    # not tiles: temporary files, lock and single-colour folders
+    touch(tmp_path / 'tile_locks' / 'x-1-2-3.lck')
+    touch(tmp_path / 'single_color_tiles' / 'fe0004.png')
+    touch(str(tmp_path / list(paths.values())[0]) + '.tmp-1234')
+    found = {(x, y, z): os.path.relpath(path, tmp_path) for z, x, y, path, _st in iter_tiles(str(tmp_path), layout)}
+    assert found == paths
+
+
+def test_filter_by_level_and_range(tmp_path):
+    for x in range(4):
+        for y in range(4):
+            touch(tmp_path / '2' / str(x) / ('%d.png' % y))
+    touch(tmp_path / '1' / '0' / '0.png')
+    tiles = TileFilter(levels=[2], ranges={2: (1, 2, 2, 3)})
+    found = sorted((x, y, z) for z, x, y, _p, _st in iter_tiles(str(tmp_path), 'tms', tiles))
+    assert found == [(1, 2, 2), (1, 3, 2), (2, 2, 2), (2, 3, 2)]
+    assert sorted(collect_stats(str(tmp_path), 'tms')) == [1, 2]
+    assert collect_stats(str(tmp_path), 'tms')[2].tiles == 16
+
+
+def test_remove_tiles_by_age_and_empty_folders(tmp_path):
+    now = time.time()
+    touch(tmp_path / '12' / '5' / '7.png')
+    touch(tmp_path / '12' / '5' / '8.png')
+    touch(tmp_path / '3' / '1' / '1.png')
+    os.utime(tmp_path / '12' / '5' / '7.png', (now - 100, now - 100))
+    os.utime(tmp_path / '3' / '1' / '1.png', (now - 100, now - 100))
+    removed = remove_tiles(str(tmp_path), 'tms', before=now - 50)
+    assert sorted(removed) == [3, 12]
+    assert sorted(os.listdir(tmp_path)) == ['12']
+    assert os.listdir(tmp_path / '12' / '5') == ['8.png']
+    # the cache folder itself stays even when empty
+    remove_tiles(str(tmp_path), 'tms')
+    assert os.listdir(tmp_path) == []
+
+
+def test_remove_tiles_dry_run_keeps_files(tmp_path):
+    touch(tmp_path / '0' / '0' / '0.png')
+    seen = []
+    removed = remove_tiles(str(tmp_path), 'tms', dry_run=True, on_remove=lambda p, st: seen.append(p))
+    assert removed[0].tiles == 1
+    assert seen == [str(tmp_path / '0' / '0' / '0.png')]
+    assert (tmp_path / '0' / '0' / '0.png').exists()
+
+
+def test_missing_folder_has_no_tiles(tmp_path):
+    assert list(iter_tiles(str(tmp_path / 'nope'), 'tc')) == []
+
+
+@pytest.mark.parametrize('value, seconds', [
+    ({'days': 30}, 30 * 86400),
+    ({'weeks': 1, 'hours': 2}, 7 * 86400 + 7200),
+    ('30d', 30 * 86400),
+    ('1.5h', 5400),
+    ('90m', 5400),
+    ({'seconds': '10'}, 10),
+])
+def test_parse_age(value, seconds):
+    assert mp.parse_age(FakeModule(), value, 'max_age') == seconds
+
+
+@pytest.mark.parametrize('value, message', [
+    ({'days': -1}, 'days must be a number of 0 or more'),
+    ({'day': 1}, 'Unknown key day in option max_age'),
+    ({}, 'must be an age'),
+    ('thirty days', 'is not an age'),
+    ({'days': True}, 'days must be a number'),
+])
+def test_parse_age_errors(value, message):
+    with pytest.raises(FailJson, match=re.escape(message)):
+        mp.parse_age(FakeModule(), value, 'max_age')
+
+
+def test_parse_levels():
+    module = FakeModule()
+    assert mp.parse_levels(module, {'from': 2, 'to': 4}) == [2, 3, 4]
+    assert mp.parse_levels(module, [3, 1, 1, '2']) == [1, 2, 3]
+    assert mp.parse_levels(module, None) is None
+    for bad in ({'from': 4, 'to': 2}, [], 'all', [True], {'from': 0}, [-1]):
+        with pytest.raises(FailJson):
+            mp.parse_levels(module, bad)
+
+
+def test_parse_time_spec(tmp_path):
+    module = FakeModule()
+    assert mp.parse_time_spec(module, {'time': '2026-01-02T03:04:05'}, 'r') == {'time': '2026-01-02T03:04:05'}
+    assert mp.parse_time_spec(module, '7d', 'r') == {'seconds': 7 * 86400}
+    marker = tmp_path / 'marker'
+    marker.write_text('')
+    assert mp.parse_time_spec(module, {'mtime': str(marker)}, 'r') == {'mtime': str(marker)}
+    with pytest.raises(FailJson, match='not of the form'):
+        mp.parse_time_spec(module, {'time': 'yesterday'}, 'r')
+    with pytest.raises(FailJson, match='absolute path of an existing file'):
+        mp.parse_time_spec(module, {'mtime': str(tmp_path / 'nope')}, 'r')
+
+
+def test_mask_secrets():
+    assert mp.mask_secrets("url 'http://user:secret@host/wms' x") == "url 'http://***@host/wms' x"
+    assert mp.mask_secrets('http://host/wms') == 'http://host/wms'
+    assert mp.mask_secrets({'c': {'datasource': "PG: dbname='osm' password='s3 cret' host=db"}}) == {
+        'c': {'datasource': "PG: dbname='osm' password=*** host=db"}}
+    assert mp.mask_secrets(['PG: password=abc user=x', 3]) == ['PG: password=*** user=x', 3]
+
+
+CHILD_SCRIPT = (
+    'import os, subprocess, sys, time\n'
+    'child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])\n'
+    'print("child", child.pid, flush=True)\n'
+    'sys.stderr.write("working\\n"); sys.stderr.flush()\n'
+    'time.sleep(%s)\n'
+    'sys.stderr.write("An error occured. Retry in 2 seconds: boom. Retries left: 100\\n"); sys.stderr.flush()\n'
+    'time.sleep(60)\n'
+)
+
+
+def _child_pid(run):
+    return int(re.search(r'child (\d+)', run.stdout).group(1))
+
+
+def _gone(pid, wait=3.0):
+    """Whether a process has ended (a zombie counts) within ``wait`` seconds:
+    its pipes close a moment before the kernel marks it as ended."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with open('/proc/%d/stat' % pid) as handle:
+                if handle.read().split(') ')[1].startswith(('Z', 'X')):
+                    return True
+        except OSError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def test_run_watched_kills_the_process_group_on_timeout():
+    start = time.monotonic()
+    run = mp.run_watched([sys.executable, '-c', CHILD_SCRIPT % 30], timeout=1.5)
+    assert run.timed_out
+    assert run.abort_line is None
+    assert time.monotonic() - start < 10
+    assert 'working' in run.stderr
+    assert _gone(_child_pid(run))
+
+
+def test_run_watched_aborts_on_a_matching_stderr_line():
+    lines = []
+    start = time.monotonic()
+    run = mp.run_watched([sys.executable, '-c', CHILD_SCRIPT % 0.2], timeout=30, abort_re=mp.RETRY_LINE_RE,
+                         on_line=lambda stream, line: lines.append((stream, line)))
+    assert not run.timed_out
+    assert run.abort_line.startswith('An error occured')
+    assert time.monotonic() - start < 10
+    assert ('stderr', 'working') in lines
+    assert _gone(_child_pid(run))
+
+
+def test_run_watched_returns_rc_and_output():
+    run = mp.run_watched([sys.executable, '-c', 'import os, sys; print(os.environ["LC_ALL"]); sys.exit(3)'], timeout=30)
+    assert run.rc == 3
+    assert run.stdout == 'C'
+    assert not run.timed_out
+
+
+def test_seed_cache_lock_is_exclusive_and_released(tmp_path):
+    lock = mp.SeedCacheLock(str(tmp_path))
+    assert lock.acquire('osm_cache', timeout=1)
+    assert lock.holders('osm_cache') == [os.getpid()]
+    lock.release_all()
+    assert lock.holders('osm_cache') == []
+    assert (tmp_path / '.mapproxy_seed.lck').is_file()
