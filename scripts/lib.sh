@@ -72,14 +72,17 @@ stop_dockerd() {
   DOCKERD_STARTED=0
 }
 
-# Start dockerd only when no engine answers; stop only the one started here.
+# Start dockerd only when no engine answers; stop only the one started here, when the
+# script ends, unless called as `ensure_docker keep` (the demo's container needs it).
 ensure_docker() {
   command -v dockerd >/dev/null || ensure_apt_packages docker.io
   if docker info >/dev/null 2>&1; then return 0; fi
   log "Starting the Docker engine (log: .testbed/dockerd.log)"
-  dockerd --pidfile "$STATE/dockerd.pid" >"$STATE/dockerd.log" 2>&1 &
-  DOCKERD_STARTED=1
-  trap stop_dockerd EXIT
+  setsid dockerd --pidfile "$STATE/dockerd.pid" >"$STATE/dockerd.log" 2>&1 < /dev/null &
+  if [ "${1:-}" != keep ]; then
+    DOCKERD_STARTED=1
+    trap stop_dockerd EXIT
+  fi
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && return 0
     sleep 1
@@ -111,8 +114,15 @@ ensure_image() {
   rm -rf "$rootfs"
 }
 
-# The checkout resolves as p2d2.mapproxy through the committed link in collections/.
 ensure_images() {
   ensure_image trixie
   ensure_image bookworm
 }
+
+# Container settings for systemd as PID 1 on this kind of machine; the Molecule base
+# config (.config/molecule/config.yml) uses the same.
+SYSTEMD_CONTAINER_ARGS=(
+  --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+  --cgroupns host --volume /sys/fs/cgroup:/sys/fs/cgroup:rw
+  --tmpfs /run --tmpfs /run/lock --network host
+)

@@ -30,6 +30,13 @@ if [ "$#" -gt 0 ]; then
 else
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -n1 basename | sort)
 fi
+# Containers that an aborted earlier run left behind would hold the scenarios' ports.
+stale=$(docker ps -aq --filter label=owner=molecule --filter name='^p2d2-')
+if [ -n "$stale" ]; then
+  log "Removing containers left by an earlier run"
+  docker rm -f $stale >/dev/null
+fi
+
 failed=()
 for scenario in "${scenarios[@]}"; do
   log "Molecule scenario $scenario"
