@@ -55,8 +55,10 @@ ensure_venv() {
   log "Creating the tool venv in .venv"
   python3 -c 'import ensurepip' 2>/dev/null || ensure_apt_packages python3-venv
   python3 -m venv --clear "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -r "$req"
+  if ! { "$VENV/bin/pip" install --upgrade pip && "$VENV/bin/pip" install -r "$req"; } >"$STATE/pip.log" 2>&1; then
+    tail -n 30 "$STATE/pip.log" >&2
+    die "installing the tools of tests/requirements.txt failed (log: .testbed/pip.log)"
+  fi
   echo "$sum" >"$stamp"
   export PATH=$VENV/bin:$PATH
 }

@@ -11,6 +11,36 @@ cd "$ROOT"
 
 ensure_venv
 
+# ansible-test needs the collection below ansible_collections/NAMESPACE/NAME (the link in
+# collections/ resolves back to the checkout, which it rejects), so it runs on a copy of
+# the tracked files, outside the checkout (inside, it would find the checkout's .git).
+# Its HOME is in .testbed: its virtual environments stay there, and its pip bootstrap
+# is the project's own (tests/sanity/get_pip.py), because the host it downloads
+# get-pip.py from is not reachable from here.
+run_sanity() {
+  local tmp copy home=$STATE/sanity-home pyver pipver rc=0
+  tmp=$(mktemp -d)
+  copy=$tmp/ansible_collections/p2d2/mapproxy
+  mkdir -p "$copy"
+  git ls-files -z | grep -zv '^collections/' | xargs -0 tar -cf - | tar -C "$copy" -xf -
+  pyver=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  pipver=$(python - <<'PY'
+import re, ansible_test, pathlib
+src = (pathlib.Path(ansible_test.__file__).parent / "_internal/python_requirements.py").read_text()
+print(re.search(r"pip='([0-9.]+)'", src).group(1))
+PY
+)
+  mkdir -p "$home/.ansible/test/cache"
+  cp tests/sanity/get_pip.py "$home/.ansible/test/cache/get_pip_${pipver//./_}.py"
+  # The requirement installs are long: the whole output goes to .testbed/sanity.log.
+  (cd "$copy" && HOME=$home ansible-test sanity --color no --python "$pyver" --requirements plugins/ tests/unit/) \
+    >"$STATE/sanity.log" 2>&1 || rc=$?
+  grep -E '^(Running sanity test|ERROR|FATAL)' "$STATE/sanity.log" || true
+  [ "$rc" -eq 0 ] || tail -n 40 "$STATE/sanity.log" >&2
+  rm -rf "$tmp"
+  return "$rc"
+}
+
 if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
   log "yamllint"
   yamllint --strict .
@@ -20,6 +50,9 @@ if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
 
   log "Plugin unit tests (pytest)"
   pytest
+
+  log "ansible-test sanity (plugins and their tests)"
+  run_sanity
 fi
 
 ensure_docker
