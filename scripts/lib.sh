@@ -38,10 +38,12 @@ ensure_apt_packages() {
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && own_policy=1
   fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ "$own_policy" -eq 1 ] && rm -f "$policy"
-  return 0
+  local rc=0
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+  # Removed on failure too: a policy-rc.d left behind would keep every service from starting.
+  if [ "$own_policy" -eq 1 ]; then rm -f "$policy"; fi
+  [ "$rc" -eq 0 ] || die "apt-get could not install ${missing[*]}"
 }
 
 # The project's tool venv: pinned Ansible, Molecule, linters, pytest and MapProxy.
@@ -64,10 +66,12 @@ ensure_venv() {
 }
 
 DOCKERD_STARTED=0
+DOCKERD_PID=
 stop_dockerd() {
   [ "$DOCKERD_STARTED" -eq 1 ] || return 0
-  local pid
-  pid=$(cat "$STATE/dockerd.pid" 2>/dev/null) || return 0
+  local pid=$DOCKERD_PID
+  # Only the dockerd this run started: never a PID that a stale file names.
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || return 0
   log "Stopping the Docker engine this run started (pid $pid)"
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
@@ -81,6 +85,7 @@ ensure_docker() {
   if docker info >/dev/null 2>&1; then return 0; fi
   log "Starting the Docker engine (log: .testbed/dockerd.log)"
   setsid dockerd --pidfile "$STATE/dockerd.pid" >"$STATE/dockerd.log" 2>&1 < /dev/null &
+  DOCKERD_PID=$!
   if [ "${1:-}" != keep ]; then
     DOCKERD_STARTED=1
     trap stop_dockerd EXIT

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import copy
-from urllib.parse import quote, urlsplit, urlunsplit
+import re
+from urllib.parse import urlsplit, urlunsplit
 
 from ansible.errors import AnsibleFilterError
 
@@ -16,7 +17,9 @@ description:
   - Returns a copy of a MapProxy C(sources) mapping in which the URL of every source named in
     O(credentials) carries C(user:password@), the form MapProxy turns into HTTP basic authentication.
   - Works for C(tile) sources (C(url)) and C(wms), C(arcgis) and C(mapserver)-style sources (C(req.url)).
-  - The user name and password are percent-encoded.
+  - MapProxy takes the user name and password from the URL as they are, without decoding them, so they
+    are written unencoded. The password may contain C(:) and C(@); neither may contain C(/) or white
+    space, and the user name no C(:) and no C(@).
 options:
   _input:
     description: The C(sources) section of a MapProxy configuration.
@@ -40,13 +43,21 @@ _value:
 """
 
 
-def _with_userinfo(url, username, password, where):
+def _with_userinfo(url, username, password, name):
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise AnsibleFilterError(f"mapproxy_source_credentials: {where} '{url}' is not an http(s) URL with a host")
+        raise AnsibleFilterError(f"mapproxy_source_credentials: the URL of source '{name}' is not an http(s) URL with a host")
+    # MapProxy splits user and password at the first ':' and the host at the last '@'
+    # before the path, and decodes neither: these are the characters it cannot carry.
+    if re.search(r"[:@/\s]", str(username)) or not str(username):
+        raise AnsibleFilterError(
+            f"mapproxy_source_credentials: the username for '{name}' must be non-empty, without ':', '@', '/' or spaces")
+    if re.search(r"[/\s]", str(password)):
+        raise AnsibleFilterError(
+            f"mapproxy_source_credentials: the password for '{name}' must not contain '/' or spaces "
+            "(MapProxy reads credentials from the URL without decoding them)")
     host = parts.netloc.rsplit("@", 1)[-1]
-    userinfo = quote(str(username), safe="") + ":" + quote(str(password), safe="")
-    return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, f"{username}:{password}@{host}", parts.path, parts.query, parts.fragment))
 
 
 def mapproxy_source_credentials(sources, credentials):
@@ -66,10 +77,9 @@ def mapproxy_source_credentials(sources, credentials):
                 f"mapproxy_source_credentials: the entry for '{name}' needs 'username' and 'password'")
         source = result[name]
         if isinstance(source.get("req"), dict) and "url" in source["req"]:
-            source["req"]["url"] = _with_userinfo(source["req"]["url"], cred["username"], cred["password"],
-                                                  f"sources.{name}.req.url")
+            source["req"]["url"] = _with_userinfo(source["req"]["url"], cred["username"], cred["password"], name)
         elif "url" in source:
-            source["url"] = _with_userinfo(source["url"], cred["username"], cred["password"], f"sources.{name}.url")
+            source["url"] = _with_userinfo(source["url"], cred["username"], cred["password"], name)
         else:
             raise AnsibleFilterError(f"mapproxy_source_credentials: source '{name}' has no url or req.url")
     return result

@@ -66,7 +66,7 @@ def mask_secrets(text):
         return [mask_secrets(value) for value in text]
     if not isinstance(text, str):
         return text
-    text = re.sub(r'(://)[^/@\s\'"]+@', r'\1***@', text)
+    text = re.sub(r'(://)[^/\s\'"]*@', r'\1***@', text)
     return re.sub(r'(?i)(password\s*=\s*)(\'[^\']*\'|"[^"]*"|[^\s\'"]+)', r'\1***', text)
 
 

@@ -129,7 +129,7 @@ def mask_url(url):
     if not isinstance(url, str):
         return url
     import re
-    return re.sub(r'(://)[^/@\s]+@', r'\1***@', url)
+    return re.sub(r'(://)[^/\s]*@', r'\1***@', url)
 
 
 def layer_names(layers_conf, names):
