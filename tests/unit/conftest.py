@@ -66,3 +66,16 @@ def silent_port():
     sock.listen(16)
     yield sock.getsockname()[1]
     sock.close()
+
+
+@pytest.fixture(autouse=True)
+def _module_side(monkeypatch):
+    """Run every test as the managed host runs a module: without controller code.
+
+    Once controller code is imported into the test process (the filter tests import
+    ``ansible.errors``), ansible-core routes ``module.warn()`` to the controller's display
+    instead of the module result, and the warnings the tests look for vanish from it.
+    """
+    from ansible.module_utils import _internal
+
+    monkeypatch.setattr(_internal, 'is_controller', False)
