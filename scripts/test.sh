@@ -22,7 +22,9 @@ run_sanity() {
   tmp=$(mktemp -d)
   copy=$tmp/ansible_collections/p2d2/mapproxy
   mkdir -p "$copy"
-  git ls-files -z | grep -zv '^collections/' | xargs -0 tar -cf - | tar -C "$copy" -xf -
+  # Tracked files and new ones that are not ignored, as they are in the work tree.
+  git ls-files -z --cached --others --exclude-standard | grep -zv '^collections/' \
+    | xargs -0 tar --ignore-failed-read -cf - 2>/dev/null | tar -C "$copy" -xf -
   pyver=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
   pipver=$(python - <<'PY'
 import re, ansible_test, pathlib

@@ -25,19 +25,15 @@ description:
   - Reports what it removed; in check mode it removes nothing and reports what it would remove.
 author:
   - p2d2 maintainers (@p2d2)
+extends_documentation_fragment:
+  - p2d2.mapproxy.mapproxy
+  - p2d2.mapproxy.mapproxy.config
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts without changing the target.
     support: full
   diff_mode:
-    description: Would return details of the change in diff mode.
     support: none
 options:
-  config:
-    description:
-      - Path of the MapProxy configuration on the managed host.
-    type: path
-    default: /etc/mapproxy/mapproxy.yaml
   caches:
     description:
       - Names of the caches to clean. They must be caches of type C(file).
@@ -107,12 +103,6 @@ options:
       - Seconds to wait for the cache lock before failing.
     type: int
     default: 60
-  venv:
-    description:
-      - The virtualenv on the managed host that holds MapProxy (the p2d2.mapproxy.mapproxy_venv
-        role creates it).
-    type: path
-    default: /opt/mapproxy/venv
 notes:
   - Run the task as root or as MapProxy's user, which must be allowed to remove the tiles.
   - The module only removes files; it starts no MapProxy process that writes tiles.

@@ -25,20 +25,16 @@ description:
     C(tile_locks) and C(single_color_tiles) folders and temporary files of tiles being written.
 author:
   - p2d2 maintainers (@p2d2)
+extends_documentation_fragment:
+  - p2d2.mapproxy.mapproxy
+  - p2d2.mapproxy.mapproxy.config
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts without changing the target.
     support: full
     details: The module never changes anything.
   diff_mode:
-    description: Would return details of the change in diff mode.
     support: none
 options:
-  config:
-    description:
-      - Path of the MapProxy configuration on the managed host.
-    type: path
-    default: /etc/mapproxy/mapproxy.yaml
   caches:
     description:
       - Names of the caches to report on. They must be caches of type C(file).
@@ -46,12 +42,6 @@ options:
     type: list
     elements: str
     default: []
-  venv:
-    description:
-      - The virtualenv on the managed host that holds MapProxy (the p2d2.mapproxy.mapproxy_venv
-        role creates it).
-    type: path
-    default: /opt/mapproxy/venv
 notes:
   - Reading needs permission to list the cache folders; run as root or as MapProxy's user.
   - The walk uses one C(lstat) per tile and no subprocess per file; on a test machine it took

@@ -28,13 +28,13 @@ description:
   - Fails when the configuration (or the seed configuration) is invalid.
 author:
   - p2d2 maintainers (@p2d2)
+extends_documentation_fragment:
+  - p2d2.mapproxy.mapproxy
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts without changing the target.
     support: full
     details: The module never changes anything.
   diff_mode:
-    description: Would return details of the change in diff mode.
     support: none
 options:
   path:
@@ -61,12 +61,6 @@ options:
       - The text of a seed configuration to check against the configuration.
       - Mutually exclusive with O(seed_path).
     type: str
-  venv:
-    description:
-      - The virtualenv on the managed host that holds MapProxy. It must contain C(bin/python)
-        with the C(mapproxy) package (the p2d2.mapproxy.mapproxy_venv role creates it).
-    type: path
-    default: /opt/mapproxy/venv
   warnings_as_errors:
     description:
       - Fail when MapProxy reports warnings (unknown keys, deprecated settings, the demo

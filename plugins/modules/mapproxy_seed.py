@@ -29,20 +29,16 @@ description:
     as they are; running the task again continues with the missing tiles.
 author:
   - p2d2 maintainers (@p2d2)
+extends_documentation_fragment:
+  - p2d2.mapproxy.mapproxy
+  - p2d2.mapproxy.mapproxy.config
 attributes:
   check_mode:
-    description: Can run in check mode and return the changed status it predicts without changing the target.
     support: full
     details: Runs the dry run of C(mapproxy-seed) only, which reads the caches and writes nothing.
   diff_mode:
-    description: Would return details of the change in diff mode.
     support: none
 options:
-  config:
-    description:
-      - Path of the MapProxy configuration on the managed host.
-    type: path
-    default: /etc/mapproxy/mapproxy.yaml
   caches:
     description:
       - Names of the caches to seed. Each gets its own task in the seed configuration.
@@ -127,12 +123,6 @@ options:
       - Working directory of C(mapproxy-seed) and folder of its cache lock file.
       - By default the C(globals.cache.base_dir) of the configuration; it is created if missing.
     type: path
-  venv:
-    description:
-      - The virtualenv on the managed host that holds MapProxy (the p2d2.mapproxy.mapproxy_venv
-        role creates it). Its C(bin/mapproxy-seed) is run.
-    type: path
-    default: /opt/mapproxy/venv
 notes:
   - Run the task as MapProxy's user (for example with C(become_user)); tiles written as root
     cannot be replaced later by the MapProxy service.
