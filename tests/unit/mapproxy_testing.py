@@ -11,10 +11,12 @@ collection loader of ansible-test does not allow ``import conftest``)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import math
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -212,3 +214,24 @@ def mapproxy_seed(config_path, caches, bbox, levels, workdir, grids=None):
                           capture_output=True, text=True, timeout=120, check=False, cwd=str(workdir))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     seed_path.unlink()
+
+
+@contextlib.contextmanager
+def seed_lock_held(base_dir, cache):
+    """A process that holds mapproxy-seed's cache lock on ``cache`` with MapProxy's own
+    CacheLocker, as ``mapproxy-seed --use-cache-lock`` does when started in ``base_dir``.
+    Yields the process; kills it on exit."""
+    holder = subprocess.Popen(
+        [os.path.join(VENV, 'bin', 'python'), '-c',
+         'import sys, time\n'
+         'from mapproxy.seed.cachelock import CacheLocker\n'
+         'with CacheLocker(".mapproxy_seed.lck").lock(sys.argv[1]):\n'
+         '    print("locked", flush=True)\n'
+         '    time.sleep(60)\n', cache],
+        cwd=str(base_dir), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'locked'
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

@@ -20,6 +20,7 @@ from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import (
     mapproxy_seed,
     needs_mapproxy,
     run_module,
+    seed_lock_held,
     tms_tile_files,
     write_config,
     xyz_tiles,
@@ -159,28 +160,13 @@ def test_bbox_limits_the_cleanup(seeded):
 
 def test_cache_lock_of_mapproxy_seed_is_respected(seeded, tmp_path):
     config, cache_dir, tiles = seeded('tms')
-    base_dir = tmp_path / 'cache'
-    # A process that holds the lock with MapProxy's own CacheLocker, as
-    # mapproxy-seed --use-cache-lock does when started in base_dir.
-    holder = subprocess.Popen(
-        [os.path.join(VENV, 'bin', 'python'), '-c',
-         'import sys, time\n'
-         'from mapproxy.seed.cachelock import CacheLocker\n'
-         'with CacheLocker(".mapproxy_seed.lck").lock("osm_cache"):\n'
-         '    print("locked", flush=True)\n'
-         '    time.sleep(60)\n'],
-        cwd=str(base_dir), stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == 'locked'
+    with seed_lock_held(tmp_path / 'cache', 'osm_cache') as holder:
         start = time.monotonic()
         result = clean(config=config, caches=['osm_cache'], all=True, lock_timeout=1)
         assert result['failed']
         assert time.monotonic() - start < 15
         assert 'is locked by mapproxy-seed (pid %d' % holder.pid in result['msg']
         assert {rel for rel in files_under(cache_dir) if not rel.startswith('tile_locks')} == tiles
-    finally:
-        holder.kill()
-        holder.wait()
     # the holder is gone: its stale lock row no longer blocks
     result = clean(config=config, caches=['osm_cache'], all=True, lock_timeout=5)
     assert not result['failed'], result['msg']

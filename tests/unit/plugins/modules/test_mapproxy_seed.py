@@ -19,6 +19,7 @@ from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import (
     make_config,
     needs_mapproxy,
     run_module,
+    seed_lock_held,
     tile_source,
     tms_tile_files,
     write_config,
@@ -304,20 +305,10 @@ def test_missing_mapproxy_seed_names_the_fix(upstream_config, tmp_path):
 def test_waits_for_the_cache_lock_of_another_seeding(upstream_config, tile_server, tmp_path):
     """mapproxy-seed --use-cache-lock keeps its lock in its working directory:
     the module runs it in lock_dir (the cache base_dir) and says who holds it."""
-    import subprocess
     config, cache_dir, _conf = upstream_config
     base_dir = tmp_path / 'cache'
     base_dir.mkdir()
-    holder = subprocess.Popen(
-        [os.path.join(VENV, 'bin', 'python'), '-c',
-         'import time\n'
-         'from mapproxy.seed.cachelock import CacheLocker\n'
-         'with CacheLocker(".mapproxy_seed.lck").lock("osm_cache"):\n'
-         '    print("locked", flush=True)\n'
-         '    time.sleep(60)\n'],
-        cwd=str(base_dir), stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == 'locked'
+    with seed_lock_held(base_dir, 'osm_cache') as holder:
         result = seed(config=config, caches=['osm_cache'], bbox=BBOX, levels=[0, 1], timeout=4)
         assert result['failed']
         assert 'did not finish within 4 seconds' in result['msg']
@@ -327,6 +318,3 @@ def test_waits_for_the_cache_lock_of_another_seeding(upstream_config, tile_serve
         assert not unlocked['failed'], unlocked['msg']
         assert unlocked['tiles_written'] == 2
         assert '--use-cache-lock' not in unlocked['cmd']
-    finally:
-        holder.kill()
-        holder.wait()
