@@ -66,11 +66,14 @@ else
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -n1 basename | sort)
 fi
 # Containers that an aborted earlier run left behind would hold the scenarios' ports.
-stale=$(docker ps -aq --filter label=owner=molecule --filter name='^p2d2-')
-if [ -n "$stale" ]; then
-  log "Removing containers left by an earlier run"
-  docker rm -f $stale >/dev/null
-fi
+# Only those of the scenarios about to run: another run may be using its own.
+for scenario in "${scenarios[@]}"; do
+  stale=$(docker ps -aq --filter label=owner=molecule --filter "name=^p2d2-$scenario-")
+  if [ -n "$stale" ]; then
+    log "Removing containers that an earlier run of $scenario left behind"
+    docker rm -f $stale >/dev/null
+  fi
+done
 
 failed=()
 for scenario in "${scenarios[@]}"; do
