@@ -295,11 +295,11 @@ def remove_tiles(directory, layout, tile_filter=None, before=None, dry_run=False
         if on_remove is not None:
             on_remove(path, st)
     if touched_dirs:
-        _remove_empty_dirs(directory, touched_dirs)
+        remove_empty_dirs(directory, touched_dirs)
     return removed
 
 
-def _remove_empty_dirs(root, dirs):
+def remove_empty_dirs(root, dirs):
     root = os.path.normpath(root)
     pending = set(os.path.normpath(d) for d in dirs)
     # Deepest first, so that parents become empty before they are tried.

@@ -209,6 +209,12 @@ grids:
   type: list
   elements: str
   sample: [webmercator]
+grid_levels:
+  description:
+    - Number of levels of each grid in RV(grids) (levels run from 0 to this number minus one).
+  returned: always
+  type: dict
+  sample: {webmercator: 20}
 services:
   description: Names of the configured services.
   returned: always
@@ -305,6 +311,7 @@ def main():
         caches=caches,
         sources=info.get('sources') or {},
         grids=grids,
+        grid_levels=dict((name, (info.get('grids') or {})[name].get('levels')) for name in grids),
         services=info.get('services') or [],
     )
     if seed_path:

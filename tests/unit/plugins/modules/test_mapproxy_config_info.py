@@ -50,6 +50,7 @@ def test_valid_config_reports_layers_caches_and_services(tmp_path, base_conf):
     assert result['layers'] == ['osm_cache', 'plain_cache']
     assert result['services'] == ['tms', 'wmts']
     assert result['grids'] == ['webmercator']
+    assert result['grid_levels'] == {'webmercator': 20}
     assert result['sources'] == {'dbg': {'type': 'debug'}}
     osm = result['caches']['osm_cache']
     assert osm['type'] == 'file'
