@@ -1,0 +1,286 @@
+# Copyright (c) 2026, p2d2 maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cleanup and size-limit tool that the seeding role installs on the host
+(roles/mapproxy_seeding/files/p2d2-mapproxy-cache), run against real MapProxy
+configurations and caches written by the real mapproxy-seed."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import (
+    VENV, file_cache, make_config, mapproxy_seed, needs_mapproxy, seed_lock_held, tms_tile_files, write_config,
+)
+
+COLLECTION = Path(__file__).resolve().parents[3]
+TOOL = COLLECTION / 'roles' / 'mapproxy_seeding' / 'files' / 'p2d2-mapproxy-cache'
+TILES = COLLECTION / 'plugins' / 'module_utils' / 'mapproxy_tiles.py'
+BBOX = [6.0, 50.5, 7.5, 51.5]
+
+pytestmark = needs_mapproxy
+
+
+def load_tool():
+    # On the host the tile walker lies beside the tool, as a top-level module.
+    sys.path.insert(0, str(TILES.parent))
+    try:
+        loader = importlib.machinery.SourceFileLoader('p2d2_mapproxy_cache', str(TOOL))
+        spec = importlib.util.spec_from_loader('p2d2_mapproxy_cache', loader)
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(TILES.parent))
+
+
+tool = load_tool()
+
+
+@pytest.fixture(scope='module')
+def seeded(tmp_path_factory):
+    """A tms cache (the runbook's layout) seeded at levels 0-11 by mapproxy-seed, once."""
+    root = tmp_path_factory.mktemp('seeded')
+    base = root / 'cache'
+    base.mkdir()
+    conf = make_config(base, caches={'osm_cache': file_cache(base / 'osm'),
+                                     'other_cache': file_cache(base / 'other'),
+                                     'sqlite_cache': {'grids': ['webmercator'], 'sources': ['dbg'],
+                                                      'cache': {'type': 'sqlite'}}})
+    mapproxy_seed(write_config(root / 'mapproxy.yaml', conf), ['osm_cache', 'other_cache'], BBOX, range(0, 12), root)
+    return {'base': base, 'conf': conf}
+
+
+@pytest.fixture
+def cache(seeded, tmp_path):
+    """A copy of the seeded caches for one test, with its own config."""
+    base = tmp_path / 'cache'
+    shutil.copytree(seeded['base'], base, symlinks=True)
+    conf = make_config(base, caches={'osm_cache': file_cache(base / 'osm'),
+                                     'other_cache': file_cache(base / 'other'),
+                                     'sqlite_cache': seeded['conf']['caches']['sqlite_cache']})
+    config = write_config(tmp_path / 'mapproxy.yaml', conf)
+    return {'config': config, 'base': base, 'osm': base / 'osm', 'other': base / 'other'}
+
+
+def set_times(path, atime, mtime):
+    os.utime(path, (atime, mtime))
+
+
+def disk_use(directory):
+    return sum(os.lstat(os.path.join(root, f)).st_blocks * 512
+               for root, _d, files in os.walk(directory) for f in files if f.endswith('.png'))
+
+
+def test_clean_removes_aged_tiles_at_every_level_of_a_tms_cache(cache, capsys):
+    tiles = tms_tile_files(cache['osm'])
+    assert {z for _x, _y, z in tiles} == set(range(12))
+    old = time.time() - 40 * 86400
+    aged = {t for t in tiles if t[2] in (0, 3, 9, 11)}
+    for x, y, z in aged:
+        path = cache['osm'] / str(z) / str(x) / f'{y}.png'
+        set_times(path, old, old)
+    other_before = tms_tile_files(cache['other'])
+    rc = tool.main(['--config', cache['config'], 'clean', '--caches', 'osm_cache', '--max-age-days', '30',
+                    '--lock-dir', str(cache['base'])])
+    assert rc == 0
+    assert tms_tile_files(cache['osm']) == tiles - aged
+    assert tms_tile_files(cache['other']) == other_before
+    # Emptied folders go, as MapProxy's own cleanup removes them.
+    assert not (cache['osm'] / '0').exists()
+    out = capsys.readouterr().out
+    assert f'removed {len(aged)} tiles' in out
+
+
+def test_clean_remove_all_with_levels_and_dry_run(cache, capsys):
+    tiles = tms_tile_files(cache['osm'])
+    args = ['--config', cache['config'], 'clean', '--caches', 'osm_cache', '--remove-all', '--levels', '0-2,5',
+            '--lock-dir', str(cache['base'])]
+    assert tool.main(args + ['--dry-run']) == 0
+    assert tms_tile_files(cache['osm']) == tiles
+    assert tool.main(args) == 0
+    assert tms_tile_files(cache['osm']) == {t for t in tiles if t[2] not in (0, 1, 2, 5)}
+
+
+def test_clean_waits_for_the_seed_lock_and_gives_up_at_the_timeout(cache, capsys):
+    tiles = tms_tile_files(cache['osm'])
+    with seed_lock_held(cache['base'], 'osm_cache'):
+        start = time.monotonic()
+        rc = tool.main(['--config', cache['config'], 'clean', '--caches', 'osm_cache', '--remove-all',
+                        '--lock-dir', str(cache['base']), '--lock-timeout', '2'])
+        waited = time.monotonic() - start
+    assert rc == tool.EX_TEMPFAIL
+    assert waited >= 2
+    assert tms_tile_files(cache['osm']) == tiles
+    assert 'the lock of cache osm_cache was not free within 2 s' in capsys.readouterr().err
+    # Once the seeder is gone the lock is free again.
+    assert tool.main(['--config', cache['config'], 'clean', '--caches', 'osm_cache', '--remove-all',
+                      '--lock-dir', str(cache['base']), '--lock-timeout', '5']) == 0
+    assert tms_tile_files(cache['osm']) == set()
+
+
+def test_limit_removes_the_least_recently_used_tiles_first(cache, capsys):
+    paths = sorted(p for p in cache['osm'].rglob('*.png'))
+    now = time.time()
+    # Every tile written 20 days ago; a third read yesterday (atime), the rest read
+    # at different older times; two written (not read) an hour ago.
+    recent_reads = set(paths[::3])
+    fresh_writes = set(paths[1:5:3])
+    for i, path in enumerate(paths):
+        written = now - 20 * 86400
+        read = now - 86400 if path in recent_reads else now - 19 * 86400 + i * 60
+        if path in fresh_writes:
+            written = read = now - 3600
+        set_times(path, read, written)
+    total = disk_use(cache['osm'])
+    limit = total // 2
+    rc = tool.main(['--config', cache['config'], 'limit', '--caches', 'osm_cache', '--max-size', str(limit)])
+    assert rc == 0
+    left = set(cache['osm'].rglob('*.png'))
+    assert disk_use(cache['osm']) <= limit * 0.9
+    assert recent_reads | fresh_writes <= left
+    # What went is exactly an oldest-use prefix: nothing left was used before anything removed.
+    removed = set(paths) - left
+    assert removed
+    last_use = {p: (now - 19 * 86400 + i * 60) for i, p in enumerate(paths) if p not in recent_reads | fresh_writes}
+    assert max(last_use[p] for p in removed) <= min(last_use[p] for p in left if p in last_use)
+    out = capsys.readouterr().out
+    assert 'least recently used tiles' in out
+    # Under the limit: nothing more to do.
+    assert tool.main(['--config', cache['config'], 'limit', '--caches', 'osm_cache', '--max-size', str(limit)]) == 0
+    assert set(cache['osm'].rglob('*.png')) == left
+    assert 'under the limit: nothing to remove' in capsys.readouterr().out
+
+
+def test_limit_by_filesystem_share(cache, capsys):
+    """Below the share nothing goes; above it the tiles go (here all of them: a
+    point of the file system is far more than these few tiles)."""
+    vfs = os.statvfs(cache['osm'])
+    percent = 100.0 * (vfs.f_blocks - vfs.f_bfree) / (vfs.f_blocks - vfs.f_bfree + vfs.f_bavail)  # as df
+    if not 3 <= percent <= 96:
+        pytest.skip('the file system of the test is %.1f %% full: too close to an end for this test' % percent)
+    before = tms_tile_files(cache['osm'])
+    args = ['--config', cache['config'], 'limit', '--caches', 'osm_cache', '--target-percent', '100']
+    assert tool.main(args + ['--max-filesystem-percent', str(int(percent) + 2)]) == 0
+    assert tms_tile_files(cache['osm']) == before
+    assert 'nothing to remove' in capsys.readouterr().out
+    assert tool.main(args + ['--max-filesystem-percent', str(int(percent) - 1)]) == 0
+    assert tms_tile_files(cache['osm']) == set()
+    out = capsys.readouterr().out
+    assert 'the file system is' in out and 'removed %d least recently used tiles' % len(before) in out
+
+
+@pytest.mark.parametrize('args, message', [
+    (['clean', '--caches', 'nope', '--remove-all'], "cache 'nope' is not in"),
+    (['clean', '--caches', 'sqlite_cache', '--remove-all'], "cache 'sqlite_cache' is a sqlite cache"),
+    (['limit', '--caches', 'osm_cache', '--grids', 'nogrid', '--max-size', '1G'], 'grid(s) nogrid not used'),
+])
+def test_errors_name_the_cache(cache, capsys, args, message):
+    if args[0] == 'clean':
+        args = args + ['--lock-dir', str(cache['base'])]
+    assert tool.main(['--config', cache['config']] + args) == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('args', [
+    ['limit', '--caches', 'osm_cache', '--max-size', '20 gigs'],
+    ['limit', '--caches', 'osm_cache', '--max-filesystem-percent', '100'],
+    ['clean', '--caches', 'osm_cache', '--max-age-days', '0', '--lock-dir', '/'],
+    ['clean', '--caches', 'osm_cache', '--lock-dir', '/'],
+])
+def test_bad_arguments_exit_2(cache, args):
+    with pytest.raises(SystemExit) as exc:
+        tool.main(['--config', cache['config']] + args)
+    assert exc.value.code == 2
+
+
+def test_runs_as_installed_beside_the_tile_walker(cache, tmp_path):
+    """The role's layout: both files in one folder, run by the venv's Python."""
+    installed = tmp_path / 'lib'
+    installed.mkdir()
+    shutil.copy(TOOL, installed / 'p2d2-mapproxy-cache')
+    shutil.copy(TILES, installed / 'mapproxy_tiles.py')
+    proc = subprocess.run([os.path.join(VENV, 'bin', 'python'), str(installed / 'p2d2-mapproxy-cache'),
+                           '--config', cache['config'], 'clean', '--caches', 'other_cache', '--remove-all',
+                           '--lock-dir', str(cache['base'])],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert tms_tile_files(cache['other']) == set()
+    assert 'removed' in proc.stdout
+
+
+def _seed_setup(tmp_path, source):
+    base = tmp_path / 'cache'
+    base.mkdir()
+    conf = make_config(base, caches={'osm_cache': file_cache(base / 'osm', sources=('up',))},
+                       sources={'up': source})
+    config = write_config(tmp_path / 'mapproxy.yaml', conf)
+    seed_conf = tmp_path / 'seed.yaml'
+    seed_conf.write_text(
+        'coverages: {area: {bbox: [6.0, 50.5, 7.5, 51.5], srs: "EPSG:4326"}}\n'
+        'seeds: {daily: {caches: [osm_cache], coverages: [area], levels: [5, 6, 7]}}\n')
+    return config, seed_conf, base
+
+
+def _run_seed(config, seed_conf, base, tmp_path, *extra):
+    # As the unit runs it: the venv's Python, the tool beside the tile walker.
+    installed = tmp_path / 'lib'
+    installed.mkdir(exist_ok=True)
+    shutil.copy(TOOL, installed / 'p2d2-mapproxy-cache')
+    shutil.copy(TILES, installed / 'mapproxy_tiles.py')
+    return subprocess.run([os.path.join(VENV, 'bin', 'python'), str(installed / 'p2d2-mapproxy-cache'),
+                           '--config', config, 'seed', '--seed-config', str(seed_conf), '--task', 'daily',
+                           '--lock-dir', str(base), '--progress-file', str(tmp_path / 'daily.progress'),
+                           '--duration', '2m', '--concurrency', '1'] + list(extra),
+                          capture_output=True, text=True, check=False, timeout=150)
+
+
+def test_seed_writes_the_task_tiles_with_the_lock_and_leaves_no_progress(tmp_path):
+    config, seed_conf, base = _seed_setup(tmp_path, {'type': 'debug'})
+    proc = _run_seed(config, seed_conf, base, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert tms_tile_files(base / 'osm') == {(16, 10, 5), (33, 21, 6), (66, 42, 7), (66, 43, 7)}
+    assert '--use-cache-lock --continue' in proc.stdout and 'seeding task daily done' in proc.stdout
+    # The lock lives where the modules look for it; a finished run leaves no progress file.
+    assert (base / '.mapproxy_seed.lck').exists()
+    assert not (tmp_path / 'daily.progress').exists()
+
+
+def test_seed_stops_and_fails_when_the_upstream_keeps_failing(tmp_path):
+    with socket_closed_port() as port:
+        config, seed_conf, base = _seed_setup(
+            tmp_path, {'type': 'tile', 'url': 'http://127.0.0.1:%d/tiles/%%(tms_path)s.png' % port,
+                       'grid': 'webmercator'})
+        start = time.monotonic()
+        proc = _run_seed(config, seed_conf, base, tmp_path, '--max-retries', '2')
+        took = time.monotonic() - start
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert 'the upstream failed 2 times in a row for one tile' in proc.stderr
+    assert 'Retries left' in proc.stderr
+    # mapproxy-seed alone would go on for 100 retries per tile; after the first retry
+    # (2 s) the second failure stops it.
+    assert took < 60
+    assert tms_tile_files(base / 'osm') == set()
+
+
+class socket_closed_port:
+    """A loopback port on which nothing listens."""
+
+    def __enter__(self):
+        import socket
+        sock = socket.socket()
+        sock.bind(('127.0.0.1', 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        return self.port
+
+    def __exit__(self, *args):
+        return False
