@@ -75,6 +75,7 @@ Each answered 200 just now. Inside the container:
   docker exec -it $NAME bash
   docker exec $NAME journalctl -u mapproxy --no-pager -n 50
   docker exec $NAME tail /var/log/mapproxy/access.log
+  docker exec $NAME systemctl list-timers 'mapproxy-*'    (seeding, cleanup, size limits)
 The upstreams are stand-ins (MapProxy's debug source on 127.0.0.1:8091).
 Run scripts/demo.sh again to re-apply (it changes nothing), scripts/demo.sh destroy to remove it.
 MSG
