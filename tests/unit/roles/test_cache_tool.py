@@ -239,7 +239,7 @@ def _run_seed(config, seed_conf, base, tmp_path, *extra):
     return subprocess.run([os.path.join(VENV, 'bin', 'python'), str(installed / 'p2d2-mapproxy-cache'),
                            '--config', config, 'seed', '--seed-config', str(seed_conf), '--task', 'daily',
                            '--lock-dir', str(base), '--progress-file', str(tmp_path / 'daily.progress'),
-                           '--duration', '2m', '--concurrency', '1'] + list(extra),
+                           '--concurrency', '1'] + list(extra or ['--duration', '2m']),
                           capture_output=True, text=True, check=False, timeout=150)
 
 
@@ -284,3 +284,26 @@ class socket_closed_port:
 
     def __exit__(self, *args):
         return False
+
+
+def test_seed_continues_an_interrupted_run_from_its_progress_file(tmp_path):
+    """--duration stops a long run and keeps its progress; the next run goes on from
+    there instead of starting again: it does not write the first run's tiles again.
+    Without a terminal mapproxy-seed saves its position every 30 s, so the first run
+    must last longer than that."""
+    config, seed_conf, base = _seed_setup(tmp_path, {'type': 'debug'})
+    seed_conf.write_text('seeds: {daily: {caches: [osm_cache], levels: {from: 0, to: 9}}}\n')
+    first = _run_seed(config, seed_conf, base, tmp_path, '--duration', '35s')
+    assert first.returncode == 0, first.stdout + first.stderr
+    progress = tmp_path / 'daily.progress'
+    assert progress.exists() and progress.stat().st_size > 0
+    written = tms_tile_files(base / 'osm')
+    assert written and len(written) < sum(4 ** z for z in range(10))
+    shutil.rmtree(base / 'osm')
+    second = _run_seed(config, seed_conf, base, tmp_path, '--duration', '4s')
+    assert second.returncode == 0, second.stdout + second.stderr
+    again = tms_tile_files(base / 'osm')
+    assert again, 'the second run wrote nothing'
+    # A restart would write the same tiles in the same order; what the first run wrote
+    # after its last save (up to 5 s of work) comes again.
+    assert len(again & written) < len(written) / 2, (len(written), len(again), len(again & written))
