@@ -75,12 +75,26 @@ for scenario in "${scenarios[@]}"; do
   fi
 done
 
+# The host's ruleset, without comments and counters. A scenario with its own network
+# adds rules to the host while the network exists and must leave the host as it found it.
+host_rules() {
+  { iptables-save; ip6tables-save; if command -v nft >/dev/null; then nft -s list ruleset; fi; } 2>&1 \
+    | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]//g'
+}
+
 failed=()
 for scenario in "${scenarios[@]}"; do
   log "Molecule scenario $scenario"
   start=$SECONDS
+  rules_before=$(host_rules)
   if molecule test -s "$scenario"; then
-    log "Scenario $scenario passed in $((SECONDS - start)) s"
+    if [ "$(host_rules)" = "$rules_before" ]; then
+      log "Scenario $scenario passed in $((SECONDS - start)) s; the host's ruleset is as before"
+    else
+      failed+=("$scenario")
+      diff <(printf '%s\n' "$rules_before") <(host_rules) >&2 || true
+      log "Scenario $scenario changed the host's ruleset"
+    fi
   else
     failed+=("$scenario")
     log "Scenario $scenario FAILED after $((SECONDS - start)) s"
