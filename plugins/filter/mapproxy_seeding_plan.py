@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 
@@ -361,6 +363,11 @@ def mapproxy_seeding_plan(jobs, cleanup_jobs=None, cache_limits=None, coverages=
         if seed['refresh_before']:
             task['refresh_before'] = seed['refresh_before']
         tasks[seed['name']] = task
+        # mapproxy-seed --continue resumes at a position in the task: a changed task
+        # must not resume an old position, so its progress file carries the task's hash.
+        digest = hashlib.sha256(json.dumps([task, seed['coverage_def'] or all_coverages.get(seed['coverage'])],
+                                           sort_keys=True).encode()).hexdigest()[:12]
+        seed['progress_file'] = f"{seed['name']}-{digest}.progress"
     used = sorted(set(seed['coverage'] for seed in seeds if seed['coverage']))
     seed_config = {'coverages': {name: all_coverages[name] for name in used}} if used else {}
     seed_config['seeds'] = tasks

@@ -160,6 +160,33 @@ def test_limit_removes_the_least_recently_used_tiles_first(cache, capsys):
     assert 'under the limit: nothing to remove' in capsys.readouterr().out
 
 
+def test_limit_removes_only_what_is_missing_from_the_cutoff_minute(cache):
+    """Many tiles last used in one minute: only as many of them go as the limit
+    needs, wherever the walk meets them, not the whole minute."""
+    paths = sorted(cache['osm'].rglob('*.png'))
+    now = time.time()
+    crowded = now - 5 * 86400
+    for i, path in enumerate(paths):
+        # Every other tile in one minute (the walk meets them first and last); the rest
+        # spread over older minutes, one each.
+        used = crowded + (i % 50) / 10.0 if i % 2 == 0 else now - 10 * 86400 + i * 60
+        set_times(path, used, used)
+    older = [p for i, p in enumerate(paths) if i % 2]
+    in_minute = [p for i, p in enumerate(paths) if not i % 2]
+    block = os.lstat(paths[0]).st_blocks * 512
+    older_bytes = sum(os.lstat(p).st_blocks * 512 for p in older)
+    total = disk_use(cache['osm'])
+    # The limit needs all older tiles and five tiles' worth of the crowded minute gone.
+    limit = total - older_bytes - 5 * block
+    assert tool.main(['--config', cache['config'], 'limit', '--caches', 'osm_cache', '--max-size', str(limit),
+                      '--target-percent', '100']) == 0
+    left = set(cache['osm'].rglob('*.png'))
+    assert not left & set(older)
+    gone_in_minute = [p for p in in_minute if p not in left]
+    assert disk_use(cache['osm']) <= limit
+    assert 5 <= len(gone_in_minute) <= 7, len(gone_in_minute)
+
+
 def test_limit_by_filesystem_share(cache, capsys):
     """Below the share nothing goes; above it the tiles go (here all of them: a
     point of the file system is far more than these few tiles)."""
@@ -299,11 +326,15 @@ def test_seed_continues_an_interrupted_run_from_its_progress_file(tmp_path):
     assert progress.exists() and progress.stat().st_size > 0
     written = tms_tile_files(base / 'osm')
     assert written and len(written) < sum(4 ** z for z in range(10))
+    first_written = sorted(base.joinpath('osm').rglob('*.png'), key=lambda p: p.stat().st_mtime)
+    oldest = {tuple(int(part) for part in (p.parent.name, p.stem, p.parent.parent.name))
+              for p in first_written[:len(first_written) // 10]}
     shutil.rmtree(base / 'osm')
-    second = _run_seed(config, seed_conf, base, tmp_path, '--duration', '4s')
+    second = _run_seed(config, seed_conf, base, tmp_path, '--duration', '15s')
     assert second.returncode == 0, second.stdout + second.stderr
     again = tms_tile_files(base / 'osm')
-    assert again, 'the second run wrote nothing'
-    # A restart would write the same tiles in the same order; what the first run wrote
-    # after its last save (up to 5 s of work) comes again.
-    assert len(again & written) < len(written) / 2, (len(written), len(again), len(again & written))
+    # A restart would write the first run's tiles again, the oldest first. Resumed,
+    # the run repeats at most the work after the last save (every 30 s), then goes
+    # beyond where the first run stopped.
+    assert not again & oldest, 'the second run started again from the beginning'
+    assert again - written, 'the second run did not get beyond the first'

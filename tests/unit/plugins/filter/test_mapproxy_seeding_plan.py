@@ -28,9 +28,14 @@ def seed(**kw):
 
 def test_the_role_defaults_reproduce_the_runbook():
     defaults = yaml.safe_load((ROLE / 'defaults' / 'main.yml').read_text())
+    # The defaults as roles/mapproxy_seeding/vars/main.yml passes them on.
+    job_defaults = {key: defaults['mapproxy_seeding_' + key] for key in (
+        'schedule', 'limit_schedule', 'max_duration', 'limit_max_duration', 'concurrency', 'randomized_delay')}
+    job_defaults['target_percent'] = defaults['mapproxy_seeding_limit_target_percent']
     plan = mapproxy_seeding_plan(defaults['mapproxy_seeding_jobs'],
                                  cleanup_jobs=defaults['mapproxy_seeding_cleanup_jobs'],
-                                 cache_limits=defaults['mapproxy_seeding_cache_limits'])
+                                 cache_limits=defaults['mapproxy_seeding_cache_limits'],
+                                 defaults=job_defaults)
     assert plan['seed_config'] == {
         'coverages': {'osm_daily_bbox': {'bbox': [6.0, 50.5, 7.5, 51.5], 'srs': 'EPSG:4326'}},
         'seeds': {'osm_daily': {'caches': ['osm_cache'], 'grids': ['webmercator'],
@@ -147,3 +152,15 @@ def test_the_seed_config_passes_mapproxy_seed_summary(tmp_path):
                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     assert 'j' in out and 'Levels: [5, 6, 7]' in out, out
     assert '6.00000, 50.50000, 7.50000, 51.50000' in out, out
+
+
+def test_the_progress_file_follows_the_task():
+    """A changed task must not resume the position of the old one."""
+    def progress(**kw):
+        return mapproxy_seeding_plan([seed(bbox=[6, 50, 7, 51], **kw)])['seeds'][0]['progress_file']
+
+    assert progress() == progress()
+    assert progress().startswith('j-') and progress().endswith('.progress')
+    assert progress(schedule='weekly') == progress()
+    assert len({progress(), progress(levels='11-13'), progress(refresh_before={'days': 1}),
+                progress(srs='EPSG:4258')}) == 4
