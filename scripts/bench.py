@@ -359,32 +359,37 @@ def short_frame(frame):
 
 
 def summarise_profile(text, load=None, top=12):
-    """Lines: the busiest frames by own time and by time including callees."""
-    own, incl, total = {}, {}, 0
+    """Lines: where the workers spend the time they handle requests, by own
+    time (the frame running when sampled) and including callees."""
+    own, incl, total, handling = {}, {}, 0, 0
     for line in text.splitlines():
         stack, _, count = line.rpartition(' ')
         if not stack or not count.isdigit():
             continue
         count = int(count)
-        frames = [short_frame(f) for f in stack.split(';')
-                  if not f.startswith('process ') and not f.startswith('thread ')]
-        if not frames:
-            continue
         total += count
+        frames = [short_frame(f) for f in stack.split(';')]
+        # Only request handling: the master's loop and idle workers are left out.
+        start = next((i for i, f in enumerate(frames) if f.startswith('handle_request ')
+                      or '.handle_request ' in f), None)
+        if start is None:
+            continue
+        frames = frames[start:]
+        handling += count
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             incl[frame] = incl.get(frame, 0) + count
-    if not total:
-        return ['- py-spy recorded no busy samples']
-    lines = ['- py-spy: %d busy samples of the Gunicorn master and workers%s' % (
-        total, (' while wrk made %s req/s' % fnum(load['rps'])) if load else '')]
+    if not handling:
+        return ['- py-spy recorded %d samples, none of them in request handling' % total]
+    lines = ['- py-spy: %d samples of the Gunicorn master and workers, %d of them in request handling%s;'
+             ' shares below are of those' % (total, handling,
+                                              (' (wrk meanwhile: %s req/s)' % fnum(load['rps'])) if load else '')]
     lines.append('- Own time (the frame running when sampled):')
     for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append('  - %4.1f %% %s' % (100.0 * count / total, frame))
-    lines.append('- Including callees (below the WSGI entry):')
-    for frame, count in sorted(incl.items(), key=lambda kv: -kv[1])[:top * 2]:
-        if count < total * 0.97:
-            lines.append('  - %4.1f %% %s' % (100.0 * count / total, frame))
+        lines.append('  - %4.1f %% %s' % (100.0 * count / handling, frame))
+    lines.append('- Including callees:')
+    for frame, count in sorted(incl.items(), key=lambda kv: -kv[1])[1:top + 1]:
+        lines.append('  - %4.1f %% %s' % (100.0 * count / handling, frame))
     return lines
 
 
@@ -580,10 +585,11 @@ http {
                                     'levels': {'from': min(levels), 'to': max(levels)},
                                     'coverages': ['bench']}},
                 'coverages': {'bench': {'bbox': list(BBOX), 'srs': 'EPSG:4326'}}}
-        dexec("cat > /tmp/p2d2-bench-seed.yaml <<'EOF'\n%s\nEOF\nchmod 0644 /tmp/p2d2-bench-seed.yaml"
+        dexec("mkdir -p /etc/p2d2-bench && cat > /etc/p2d2-bench/seed.yaml <<'EOF'\n%s\nEOF\n"
+              "chmod 0644 /etc/p2d2-bench/seed.yaml"
               % json.dumps(seed))
         start = time.monotonic()
-        dexec('cd /cache && %s/bin/mapproxy-seed -f %s -s /tmp/p2d2-bench-seed.yaml -c %d --use-cache-lock'
+        dexec('cd /cache && %s/bin/mapproxy-seed -f %s -s /etc/p2d2-bench/seed.yaml -c %d --use-cache-lock'
               ' >/dev/null' % (VENV, MAPPROXY_CONFIG, self.cores), user='mapproxy')
         return time.monotonic() - start, self.count_tiles()
 
@@ -703,13 +709,20 @@ http {
         time.sleep(3)
         window = load.stop()
         main_after = dexec('systemctl show -p MainPID --value %s.service' % SERVICE).stdout.strip()
-        workers_after = set(dexec('pgrep -P %s' % main_after).stdout.split())
+        # Old workers finish their requests for up to graceful_timeout: wait for them.
+        deadline = time.monotonic() + 40
+        while True:
+            workers_after = set(dexec('pgrep -P %s' % main_after, check=False).stdout.split())
+            if not workers_before & workers_after or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         title = dexec('grep -c "reloaded by the harness" %s' % MAPPROXY_CONFIG, check=False).stdout.strip()
         if not changed or title != '1':
             raise BenchError('the reload run changed nothing in mapproxy.yaml')
         graceful = main_before == main_after and not (workers_before & workers_after)
-        self.data['reload'] = {'steady': steady, 'window': window, 'playbook_s': seconds,
-                               'graceful': graceful, 'master_kept': main_before == main_after}
+        self.data['reload'] = {'steady': steady, 'window': window, 'playbook_s': seconds, 'graceful': graceful,
+                               'master': [main_before, main_after],
+                               'workers': [sorted(workers_before), sorted(workers_after)]}
         self.table.add(3, 'reload under load', '%s, %d conns, steady %d s' % (layout['name'], conns,
                                                                               self.args.duration),
                        '%s req/s' % fnum(steady['rps']),
@@ -747,7 +760,7 @@ http {
         load = WrkInBackground(self.base, lua, max(self.args.conns))
         time.sleep(1)
         try:
-            run([str(pyspy), 'record', '--pid', masters[0], '--subprocesses', '--nonblocking', '--rate', '200',
+            run([str(pyspy), 'record', '--pid', masters[0], '--subprocesses', '--rate', '100',
                  '--duration', str(seconds), '--format', 'raw', '--output', str(out)], timeout=seconds + 60)
         finally:
             loaded = load.stop()

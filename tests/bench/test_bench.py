@@ -136,9 +136,13 @@ def test_harness_counts_failures(server):
 
 
 def test_harness_profile_summary():
-    raw = ('process 1:"gunicorn";a (x/site-packages/gunicorn/w.py:10);b (mapproxy/tile.py:5) 30\n'
-           'process 1:"gunicorn";a (x/site-packages/gunicorn/w.py:10);c (PIL/Image.py:7) 10\n')
+    raw = ('process 1:"gunicorn";run (gunicorn/arbiter.py:5);sleep (gunicorn/arbiter.py:9) 50\n'
+           'process 2:"gunicorn";a (x/site-packages/gunicorn/w.py:10);handle_request (gunicorn/sync.py:3);'
+           'b (mapproxy/tile.py:5) 30\n'
+           'process 2:"gunicorn";a (x/site-packages/gunicorn/w.py:10);ThreadWorker.handle_request (g.py:3);'
+           'c (PIL/Image.py:7) 10\n')
     lines = bench.summarise_profile(raw)
-    assert lines[0].startswith('- py-spy: 40 busy samples')
+    assert lines[0].startswith('- py-spy: 90 samples of the Gunicorn master and workers, 40 of them')
     assert '  - 75.0 % b (mapproxy/tile.py)' in lines
     assert '  - 25.0 % c (PIL/Image.py)' in lines
+    assert not any('arbiter' in line for line in lines)
