@@ -50,7 +50,9 @@ if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
   log "ansible-lint (production profile)"
   ansible-lint --profile production
 
-  log "Plugin unit tests (pytest)"
+  log "Plugin unit tests and the smoke check of the performance harness (pytest)"
+  # tests/bench runs scripts/bench.py's measuring code with wrk against a local Gunicorn.
+  ensure_apt_packages wrk
   pytest
 
   log "ansible-test sanity (plugins and their tests)"
