@@ -1,0 +1,149 @@
+# Copyright (c) 2026, p2d2 maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The cache exclusion of the backup role: which paths roles/mapproxy_backup/files/cache_paths.py
+reads from a MapProxy configuration, checked against the files the real mapproxy-seed
+writes, and the rendered backup script (mapproxy-backup) run on such a tree: no cache
+file, also not an sqlite, mbtiles or geopackage cache outside the cache base, is archived."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import (
+    VENV, dump_yaml, file_cache, files_under, make_config, mapproxy_seed, needs_mapproxy, write_config,
+)
+
+ROLE = Path(__file__).resolve().parents[3] / 'roles' / 'mapproxy_backup'
+HELPER = ROLE / 'files' / 'cache_paths.py'
+BBOX = [6.0, 50.5, 7.5, 51.5]
+
+
+def load_helper():
+    spec = importlib.util.spec_from_file_location('cache_paths', HELPER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+helper = load_helper()
+
+
+def covered(path, excluded):
+    return any(path == ex or path.startswith(ex + os.sep) for ex in excluded)
+
+
+def test_relative_paths_follow_the_config_folder_and_lose_trailing_slashes(tmp_path):
+    conf = make_config('/srv/cache/', caches={
+        'a': file_cache(directory='tiles/a/'),
+        'b': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {'type': 'mbtiles', 'filename': 'b.mbtiles'}},
+        'c': {'grids': ['webmercator'], 'sources': ['dbg'],
+              'cache': {'type': 'geopackage', 'filename': './gpkg/c.gpkg'}},
+        'd': {'grids': ['webmercator'], 'sources': ['dbg'],
+              'cache': {'type': 'mbtiles', 'directory': '/data/mb/', 'filename': 'd.mbtiles'}},
+    })
+    conf['globals']['cache'] = {'base_dir': '/srv/cache/', 'tile_lock_dir': '/run/locks//'}
+    config = write_config(tmp_path / 'mapproxy.yaml', conf)
+    assert helper.cache_paths(config) == sorted({
+        '/srv/cache',
+        str(tmp_path / 'cache_data' / 'tile_locks'),  # MapProxy's default lock_dir, next to the config
+        '/run/locks',
+        str(tmp_path / 'tiles' / 'a'),
+        '/srv/cache/b.mbtiles',
+        str(tmp_path / 'gpkg' / 'c.gpkg'),
+        '/data/mb',
+        '/data/mb/d.mbtiles',
+    })
+
+
+def test_base_configurations_are_read(tmp_path):
+    write_config(tmp_path / 'base.yaml', {
+        'globals': {'cache': {'base_dir': '/base/cache'}},
+        'caches': {'x': {'grids': ['webmercator'], 'sources': [], 'cache': {'type': 'sqlite', 'directory': '/x/'}}}})
+    config = write_config(tmp_path / 'mapproxy.yaml', {'base': 'base.yaml', 'caches': {}})
+    assert helper.cache_paths(config) == ['/base/cache', str(tmp_path / 'cache_data' / 'tile_locks'), '/x']
+
+
+def test_an_unreadable_configuration_fails_naming_it(tmp_path, capsys):
+    config = tmp_path / 'mapproxy.yaml'
+    config.write_text('caches: [unclosed\n')
+    assert helper.main(['cache_paths.py', str(config)]) == 1
+    assert 'cannot read the caches of ' + str(config) in capsys.readouterr().err
+
+
+def seeded_tree(root):
+    """An /etc/mapproxy + /opt/mapproxy tree under root whose caches mapproxy-seed filled:
+    a file cache, an sqlite cache and an mbtiles cache outside the base directory (under
+    /opt/mapproxy, which is archived), and a geopackage cache beside the config."""
+    etc = root / 'etc' / 'mapproxy'
+    opt = root / 'opt' / 'mapproxy'
+    etc.mkdir(parents=True)
+    (opt / 'static').mkdir(parents=True)
+    (opt / 'static' / 'keep.txt').write_text('kept\n')
+    caches = {
+        'tiles': file_cache(directory=f'{opt}/cache/tiles/'),
+        'lite': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {'type': 'sqlite', 'directory': f'{opt}/sqlite/'}},
+        'mb': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {'type': 'mbtiles', 'filename': f'{opt}/mb.mbtiles'}},
+        'gp': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {'type': 'geopackage', 'filename': './gp.gpkg'}},
+    }
+    config = write_config(etc / 'mapproxy.yaml', make_config(root / 'cache', caches=caches))
+    mapproxy_seed(config, list(caches), BBOX, [0, 1, 2], etc)
+    return config, etc, opt
+
+
+@needs_mapproxy
+def test_every_file_mapproxy_seed_writes_is_excluded(tmp_path):
+    config, etc, opt = seeded_tree(tmp_path)
+    excluded = helper.cache_paths(config)
+    written = {str(p) for p in tmp_path.rglob('*') if p.is_file()} - {config, str(opt / 'static' / 'keep.txt')}
+    # The single-file caches, and the sqlite cache's level files (named *.mbtiles too).
+    assert {str(opt / 'mb.mbtiles'), str(etc / 'gp.gpkg')} <= written
+    assert any(p.startswith(str(opt / 'sqlite') + os.sep) for p in written)
+    assert written and all(covered(p, excluded) for p in written), (sorted(written), excluded)
+    assert not covered(config, excluded) and not covered(str(opt / 'static' / 'keep.txt'), excluded)
+
+
+def render_script(tmp_path, root, config):
+    """The role's backup script, rendered with the role's defaults for paths under root."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / 'templates')), keep_trailing_newline=True)
+    env.filters['comment'] = lambda text: '# ' + text
+    env.filters['quote'] = lambda text: shlex.quote(str(text))
+    env.filters['regex_replace'] = lambda text, pattern, repl: __import__('re').sub(pattern, repl, text)
+    env.filters['unique'] = lambda items: list(dict.fromkeys(items))
+    env.globals['lookup'] = lambda _kind, name: (ROLE / 'files' / name).read_text().rstrip('\n')
+    script = tmp_path / 'mapproxy-backup'
+    script.write_text(env.get_template('mapproxy-backup.sh.j2').render(
+        ansible_managed='test', mapproxy_backup_script=str(script),
+        mapproxy_backup_dir=str(tmp_path / 'backup'), mapproxy_backup_prefix='mapproxy-config_',
+        mapproxy_backup_retention_days=90, mapproxy_backup_config_file=config,
+        mapproxy_backup_venv_path=VENV, mapproxy_backup_include_venv=False,
+        mapproxy_backup_paths=[str(root / 'etc' / 'mapproxy'), str(root / 'opt' / 'mapproxy')],
+        mapproxy_backup_exclude_paths=[]))
+    script.chmod(0o755)
+    return script
+
+
+@needs_mapproxy
+@pytest.mark.skipif(shutil.which('flock') is None or shutil.which('sha256sum') is None, reason='needs util-linux and coreutils')
+def test_the_backup_script_archives_no_cache_file(tmp_path):
+    root = tmp_path / 'root'
+    config, _etc, _opt = seeded_tree(root)
+    script = render_script(tmp_path, root, config)
+    proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'warning' not in proc.stderr
+    archive = proc.stdout.split('written: ', 1)[1].split()[0]
+    with tarfile.open(archive) as tar:
+        members = {'/' + m.name for m in tar.getmembers() if m.isfile()}
+    written = {str(p) for p in root.rglob('*') if p.is_file()}
+    assert {config, str(root / 'opt' / 'mapproxy' / 'static' / 'keep.txt')} <= members
+    assert members & written == {config, str(root / 'opt' / 'mapproxy' / 'static' / 'keep.txt')}, sorted(members & written)
+    assert not any(m.endswith(('.mbtiles', '.gpkg', '.png', '.sqlite')) for m in members), sorted(members)
