@@ -64,7 +64,8 @@ done
 
 cat <<MSG
 
-MapProxy runs in the container '$NAME' (Debian 13), deployed by playbooks/site.yml.
+MapProxy runs in the container '$NAME' (Debian 13), deployed by playbooks/site.yml,
+behind nginx, which answers cached tiles from disk (docs/fast-path.md).
 
   Demo page:          $base/demo/
   Leaflet tile URL:   $base/wmts/osm/webmercator/{z}/{x}/{y}.png
@@ -74,7 +75,8 @@ MapProxy runs in the container '$NAME' (Debian 13), deployed by playbooks/site.y
 Each answered 200 just now. Inside the container:
   docker exec -it $NAME bash
   docker exec $NAME journalctl -u mapproxy --no-pager -n 50
-  docker exec $NAME tail /var/log/mapproxy/access.log
+  docker exec $NAME tail /var/log/mapproxy/nginx-access.log   (fastpath=hit: a cached tile from disk)
+  docker exec $NAME tail /var/log/mapproxy/access.log         (Gunicorn: what reached MapProxy)
   docker exec $NAME systemctl list-timers 'mapproxy-*'    (seeding, cleanup, size limits)
 The upstreams are stand-ins (MapProxy's debug source on 127.0.0.1:8091).
 Run scripts/demo.sh again to re-apply (it changes nothing), scripts/demo.sh destroy to remove it.

@@ -1,0 +1,293 @@
+# Copyright: p2d2 maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Choose the tile URLs that nginx may answer from MapProxy's file caches."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+
+from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = r"""
+name: mapproxy_nginx_fast_path
+short_description: Choose the tile URLs nginx may answer straight from MapProxy's file caches
+description:
+  - Used by the role p2d2.mapproxy.mapproxy_nginx. Reads the sections of a MapProxy configuration
+    (C(services), C(layers), C(caches), C(grids), C(globals)) the way MapProxy 7 does and returns, for every
+    layer whose tiles come from one file cache with C(directory_layout) C(tms) on a grid with origin C(nw),
+    the restful WMTS URL and the C(/tiles) XYZ URL as nginx location regexes with the file each maps to.
+  - Everything else is left to MapProxy and listed under C(skipped) with the reason. That is non-file caches,
+    other layouts, grids with another origin, caches with C(refresh_before) or C(disable_storage),
+    formats other than C(image/png) and C(image/jpeg) (C(mixed) included), layers with dimensions,
+    with more than one source or with a source that is not a cache, layers named in O(exclude_layers)
+    (MapProxy authorization is Python code around the WSGI app, not part of the config), caches named in
+    O(exclude_caches), WMTS templates with C({Style}) or dimensions, and C(/tiles) URLs when the TMS
+    service flips rows (C(origin) C(sw)).
+  - Also returns the headers MapProxy adds to a tile, C(Cache-Control) from C(globals.tiles.expires_hours)
+    and C(Access-Control-Allow-Origin) from C(globals.http.access_control_allow_origin).
+options:
+  _input:
+    description: The sections of the MapProxy configuration (as rendered into C(mapproxy.yaml)).
+    type: dict
+    required: true
+  exclude_layers:
+    description: Layer names to leave to MapProxy (for example those an authorization middleware guards).
+    type: list
+    elements: str
+    default: []
+  exclude_caches:
+    description: Cache names to leave to MapProxy.
+    type: list
+    elements: str
+    default: []
+  config_dir:
+    description: Directory of C(mapproxy.yaml); MapProxy resolves relative cache paths against it.
+    type: str
+    default: /etc/mapproxy
+author: p2d2 maintainers
+"""
+
+EXAMPLES = r"""
+__plan: "{{ mapproxy_nginx_mapproxy_config | p2d2.mapproxy.mapproxy_nginx_fast_path(exclude_layers=['private']) }}"
+"""
+
+RETURN = r"""
+_value:
+  description:
+    - C(routes), one per served URL form, each with C(layer), C(cache), C(grid), C(service) (C(wmts) or
+      C(tiles)), C(regex) (an nginx location regex with the captures C(z), C(x) and C(y)), C(root) (the
+      cache directory), C(file) (the try_files path below C(root)) and C(content_type).
+    - C(skipped), one sentence per layer, cache or URL form left to MapProxy, naming it and why.
+    - C(cache_control) and C(cors_origin), the header values MapProxy sends with a tile (C(cors_origin) is
+      empty when MapProxy sends none).
+  type: dict
+"""
+
+# MapProxy's built-in grids (mapproxy/config/defaults.py).
+BUILTIN_GRIDS = {
+    'GLOBAL_GEODETIC': {'srs': 'EPSG:4326', 'origin': 'sw'},
+    'GLOBAL_MERCATOR': {'srs': 'EPSG:900913', 'origin': 'sw'},
+    'GLOBAL_WEBMERCATOR': {'srs': 'EPSG:3857', 'origin': 'nw'},
+}
+# Content-Type MapProxy sends ('image/' + the tile's format) and the cache file's extension.
+FORMATS = {'image/png': 'png', 'image/jpeg': 'jpeg'}
+WMTS_DEFAULT_TEMPLATE = '/{Layer}/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}.{Format}'
+WMTS_VARS = {'Layer', 'TileMatrixSet', 'TileMatrix', 'TileCol', 'TileRow', 'Format'}
+# Names and paths written into nginx.conf unquoted or in a regex: keep to what needs no escaping there.
+SAFE_NAME = re.compile(r'^[A-Za-z0-9_.:-]+$')
+SAFE_PATH = re.compile(r'^/[A-Za-z0-9_./-]*$')
+
+
+def _mapping(value, what):
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise AnsibleFilterError(f"mapproxy_nginx_fast_path: {what} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _grid(grids, name, seen=()):
+    """srs and origin of a grid, following 'base' like MapProxy does."""
+    if name in seen:
+        return {}
+    conf = grids.get(name)
+    if conf is None:
+        return dict(BUILTIN_GRIDS.get(name, {}))
+    conf = _mapping(conf, f"grid '{name}'")
+    result = _grid(grids, conf['base'], seen + (name,)) if conf.get('base') else {}
+    result.update({k: conf[k] for k in ('srs', 'origin') if k in conf})
+    return result
+
+
+def _layers(layers, skipped):
+    """Named layers, nested ones included."""
+    result = []
+    if isinstance(layers, Mapping):
+        skipped.append("layers: the old mapping form of 'layers' is not read; all tiles go to MapProxy")
+        return result
+    for layer in layers or []:
+        if not isinstance(layer, Mapping):
+            continue
+        if layer.get('name'):
+            result.append(layer)
+        result.extend(_layers(layer.get('layers'), skipped))
+    return result
+
+
+def _cache_format(conf):
+    image = conf.get('image') if isinstance(conf.get('image'), Mapping) else {}
+    return image.get('format') or conf.get('format') or conf.get('request_format') or 'image/png'
+
+
+def _cache_dir(name, conf, grid_name, grid, globals_, config_dir):
+    cache = conf.get('cache') or {}
+    base = cache.get('directory')
+    if base:
+        return posixpath.normpath(posixpath.join(config_dir, base))
+    base = conf.get('cache_dir') or (globals_.get('cache') or {}).get('base_dir') or './cache_data'
+    base = posixpath.join(config_dir, base)
+    if cache.get('use_grid_names'):
+        return posixpath.normpath(posixpath.join(base, name, grid_name))
+    return posixpath.normpath(posixpath.join(base, name + '_' + str(grid.get('srs', '')).replace(':', '')))
+
+
+def _check_cache(name, conf, exclude_caches):
+    """Why a cache cannot be served from disk, or None."""
+    if name in exclude_caches:
+        return 'it is listed in mapproxy_nginx_exclude_caches'
+    cache = conf.get('cache') or {}
+    if not isinstance(cache, Mapping):
+        return 'its cache section is not a mapping'
+    if cache.get('type', 'file') != 'file':
+        return f"it is a {cache.get('type')} cache, not files nginx can read"
+    layout = cache.get('directory_layout', 'tc')
+    if layout != 'tms':
+        return f"its directory_layout is {layout}, not tms (z/x/y.ext)"
+    if conf.get('refresh_before'):
+        return 'it has refresh_before: MapProxy renews old tiles when they are requested'
+    if conf.get('disable_storage'):
+        return 'it has disable_storage: nothing is on disk'
+    fmt = _cache_format(conf)
+    if fmt not in FORMATS:
+        return f"its format is {fmt}; the fast path serves image/png and image/jpeg only"
+    return None
+
+
+def _wmts_regex(template, layer, grid_name, ext):
+    variables = re.findall(r'\{(\w+)\}', template)
+    unknown = sorted(set(variables) - WMTS_VARS)
+    if unknown:
+        return None, f"the WMTS restful_template has {', '.join('{' + v + '}' for v in unknown)}"
+    if sorted(variables) != sorted(set(variables)) or not {'TileMatrix', 'TileCol', 'TileRow'} <= set(variables):
+        return None, 'the WMTS restful_template repeats or lacks a variable'
+    values = {'Layer': re.escape(layer), 'TileMatrixSet': re.escape(grid_name), 'Format': re.escape(ext),
+              'TileMatrix': '(?<z>[0-9]+)', 'TileCol': '(?<x>[0-9]+)', 'TileRow': '(?<y>[0-9]+)'}
+    parts = re.split(r'(\{\w+\})', template)
+    regex = ''.join(values[p[1:-1]] if re.fullmatch(r'\{\w+\}', p) else re.escape(p) for p in parts)
+    return '^/wmts' + regex + '$', None
+
+
+def mapproxy_nginx_fast_path(config, exclude_layers=None, exclude_caches=None, config_dir='/etc/mapproxy'):
+    config = _mapping(config, 'the input')
+    exclude_layers = list(exclude_layers or [])
+    exclude_caches = list(exclude_caches or [])
+    services = _mapping(config.get('services'), 'services')
+    caches = _mapping(config.get('caches'), 'caches')
+    grids = _mapping(config.get('grids'), 'grids')
+    globals_ = _mapping(config.get('globals'), 'globals')
+    skipped = []
+
+    expires_hours = (globals_.get('tiles') or {}).get('expires_hours', 72)
+    max_age = int(float(expires_hours) * 60 * 60)
+    cors = (globals_.get('http') or {}).get('access_control_allow_origin', '*')
+    if cors is None:
+        cors = ''
+    if not isinstance(cors, str) or re.search(r'["\\\s;{}$]', cors):
+        raise AnsibleFilterError(
+            f"mapproxy_nginx_fast_path: globals.http.access_control_allow_origin is {cors!r}: "
+            "give one origin or '*' (or '' for none)")
+
+    wmts = 'wmts' in services
+    wmts_conf = _mapping(services.get('wmts'), 'services.wmts')
+    restful = wmts_conf.get('restful')
+    if wmts_conf.get('kvp') is None and restful is None:
+        restful = True
+    template = wmts_conf.get('restful_template') or WMTS_DEFAULT_TEMPLATE
+    if wmts and not restful:
+        skipped.append('WMTS: the restful service is off')
+    tms = 'tms' in services
+    tms_conf = _mapping(services.get('tms'), 'services.tms')
+    tiles = tms and tms_conf.get('origin') not in ('sw', 'll')
+    if tms and not tiles:
+        skipped.append(f"/tiles: the TMS service has origin {tms_conf.get('origin')}: rows are flipped")
+    use_grid_names = bool(tms_conf.get('use_grid_names'))
+
+    cache_reasons = {}
+    for name, conf in caches.items():
+        reason = _check_cache(name, _mapping(conf, f"cache '{name}'"), exclude_caches)
+        cache_reasons[name] = reason
+        if reason:
+            skipped.append(f"cache {name}: {reason}")
+
+    routes = []
+    seen = {}
+    for layer in _layers(config.get('layers'), skipped):
+        lname = str(layer['name'])
+        if lname in exclude_layers:
+            skipped.append(f"layer {lname}: it is listed in mapproxy_nginx_exclude_layers")
+            continue
+        if layer.get('dimensions'):
+            skipped.append(f"layer {lname}: it has dimensions")
+            continue
+        if not SAFE_NAME.match(lname):
+            skipped.append(f"layer {lname!r}: its name has characters the fast path does not route")
+            continue
+        if 'tile_sources' in layer:
+            sources = list(layer.get('tile_sources') or [])
+        else:
+            sources = list(layer.get('sources') or [])
+            if not sources:
+                continue
+            if any(s not in caches for s in sources):
+                skipped.append(f"layer {lname}: a source is not a cache")
+                continue
+            if len(sources) > 1:
+                skipped.append(f"layer {lname}: more than one source (MapProxy serves no tiles for it)")
+                continue
+        for cname in sources:
+            if cname not in caches or cache_reasons.get(cname):
+                if cname not in caches:
+                    skipped.append(f"layer {lname}: tile source {cname} is not a cache")
+                continue
+            conf = caches[cname]
+            ext = FORMATS[_cache_format(conf)]
+            for gname in conf.get('grids') or []:
+                grid = _grid(grids, gname)
+                what = f"layer {lname}, cache {cname}, grid {gname}"
+                if grid.get('origin') not in ('nw', 'ul'):
+                    skipped.append(f"{what}: the grid's origin is {grid.get('origin') or 'sw (the default)'}, not nw")
+                    continue
+                root = _cache_dir(cname, conf, gname, grid, globals_, config_dir)
+                if not SAFE_PATH.match(root) or not SAFE_NAME.match(str(gname)):
+                    skipped.append(f"{what}: its directory or grid name has characters the fast path does not route")
+                    continue
+                common = {'layer': lname, 'cache': cname, 'grid': gname, 'root': root,
+                          'file': f"/$z/$x/$y.{ext}", 'content_type': f"image/{ext}"}
+                forms = []
+                if wmts and restful:
+                    regex, why = _wmts_regex(template, lname, str(gname), ext)
+                    if why:
+                        skipped.append(f"{what}: WMTS restful: {why}")
+                    else:
+                        forms.append(('wmts', regex))
+                if tiles:
+                    if use_grid_names:
+                        path = re.escape(lname) + '/' + re.escape(str(gname))
+                    else:
+                        path = re.escape(lname + '_' + str(grid.get('srs', '')).replace(':', '').upper())
+                    forms.append(('tiles', f"^/tiles/{path}/(?<z>[0-9]+)/(?<x>[0-9]+)/(?<y>[0-9]+)\\.{ext}$"))
+                for service, regex in forms:
+                    if regex in seen:
+                        # MapProxy keeps the last tile layer for a name: leave the URL to it.
+                        seen[regex]['ambiguous'] = True
+                        continue
+                    route = dict(common, service=service, regex=regex)
+                    seen[regex] = route
+                    routes.append(route)
+    for route in [r for r in routes if r.get('ambiguous')]:
+        skipped.append(f"layer {route['layer']}, grid {route['grid']}, {route['service']}: "
+                       "two tile layers share the URL")
+    routes = [r for r in routes if not r.get('ambiguous')]
+    return {
+        'routes': routes,
+        'skipped': skipped,
+        'cache_control': f"public, max-age={max_age}, s-maxage={max_age}",
+        'cors_origin': cors,
+    }
+
+
+class FilterModule:
+    def filters(self):
+        return {'mapproxy_nginx_fast_path': mapproxy_nginx_fast_path}
