@@ -62,13 +62,21 @@ VENV = '/opt/mapproxy/venv'
 # A layout is extra vars for playbooks/site.yml, re-run with only `tags`; the first
 # one is the reference of the ratios. `static` is the static-file limit: nginx from
 # Debian's packages serving the cache folder on STATIC_PORT (cached tiles only).
-# To add one: {'name': 'Gunicorn only', 'vars': {'mapproxy_nginx_enabled': False},
-#              'tags': ['mapproxy_gunicorn', 'mapproxy_nginx']}
+# `profile` marks the layout that --profile records (a Gunicorn worker under load).
 DEFAULT_TAGS = ['mapproxy_gunicorn']
+# Switching the fast path on or off runs the nginx role with the config it serves.
+LAYOUT_TAGS = ['mapproxy_config', 'mapproxy_gunicorn', 'mapproxy_nginx']
 LAYOUTS = [
-    {'name': 'defaults', 'vars': {}},
-    {'name': 'runbook: sync × 4', 'vars': {'mapproxy_gunicorn_worker_class': 'sync',
-                                           'mapproxy_gunicorn_workers': 4}},
+    {'name': 'defaults: nginx fast path + Gunicorn', 'vars': {}, 'tags': LAYOUT_TAGS},
+    {'name': 'Gunicorn only (fast path off)', 'vars': {'mapproxy_nginx_enabled': False},
+     'tags': LAYOUT_TAGS, 'profile': True},
+    # The runbook's gunicorn.conf.py: sync, 4 workers, max_requests 1000 (+ jitter 50),
+    # keepalive 2, Gunicorn on the public port.
+    {'name': 'runbook: sync × 4, max_requests 1000', 'vars': {
+        'mapproxy_nginx_enabled': False, 'mapproxy_gunicorn_worker_class': 'sync',
+        'mapproxy_gunicorn_workers': 4, 'mapproxy_gunicorn_max_requests': 1000,
+        'mapproxy_gunicorn_max_requests_jitter': 50, 'mapproxy_gunicorn_keepalive': 2},
+     'tags': LAYOUT_TAGS},
     {'name': 'static limit: nginx from disk', 'static': True},
 ]
 
@@ -827,7 +835,7 @@ http {
                  ' p50/p99 and the largest max; the ratio is the first layout\'s median throughput divided by'
                  ' the row\'s. Every layout is applied with `site.yml --tags %s -e ...` and a restart.'
                  % (len(self.cached_paths), fmt_levels(self.cached_levels), TILE_PREFIX, args.duration,
-                    args.warmup, args.rounds, ','.join(DEFAULT_TAGS))]
+                    args.warmup, args.rounds, ','.join(DEFAULT_TAGS if args.sweep else LAYOUT_TAGS))]
         if fresh:
             notes.append('2. Uncached tiles: every request a tile that no cell requested before (levels %s'
                          ' of the same area); MapProxy fetches it from the stand-in upstream (MapProxy\'s'
@@ -835,7 +843,8 @@ http {
                          % fmt_levels(list(UNCACHED_LEVELS)))
         if not args.sweep and 'reload' in args.measure:
             self.reload(LAYOUTS[0])
-        profile = self.profile(LAYOUTS[0], args.profile) if args.profile else []
+        profiled = next(layout for layout in LAYOUTS if layout.get('profile'))
+        profile = self.profile(profiled, args.profile) if args.profile else []
         if 'deploy' in self.data:
             d = self.data['deploy']
             self.table.add(4, 'deploy time', '`playbooks/demo.yml` (stand-in + `site.yml`) on a fresh Debian 13'
@@ -864,7 +873,7 @@ http {
                      ' errors (connect, read, write, timeout); "repeated" would mean a fresh-tile list ran out.')
         out += [''] + notes
         if profile:
-            out += ['', 'Profile of "%s" at %d conns, cached tiles, %d s:' % (LAYOUTS[0]['name'], max(args.conns),
+            out += ['', 'Profile of "%s" at %d conns, cached tiles, %d s:' % (profiled['name'], max(args.conns),
                                                                           args.profile), ''] + profile
         text = '\n'.join(out) + '\n'
         (self.state / ('sweep.md' if args.sweep else 'result.md')).write_text(text, encoding='utf-8')
