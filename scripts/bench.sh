@@ -17,7 +17,10 @@ cd "$ROOT"
 
 ensure_apt_packages wrk
 ensure_venv
-ensure_docker keep
+# An engine started here stops when the harness ends, unless --keep leaves the container.
+keep=
+for arg in "$@"; do [ "$arg" != --keep ] || keep=keep; done
+ensure_docker ${keep:+"$keep"}
 ensure_images
 
 # py-spy for --profile, in its own venv on this machine: it attaches to the worker
@@ -33,4 +36,4 @@ done
 
 P2D2_CONTAINER_ARGS=$(printf '%s\n' "${SYSTEMD_CONTAINER_ARGS[@]}") \
 P2D2_BENCH_IMAGE="$IMAGE_REPO:trixie-r$IMAGE_RECIPE" \
-  exec "$VENV/bin/python" scripts/bench.py "$@"
+  "$VENV/bin/python" scripts/bench.py "$@"
