@@ -19,7 +19,7 @@ import jinja2
 import pytest
 
 from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import (
-    VENV, dump_yaml, file_cache, files_under, make_config, mapproxy_seed, needs_mapproxy, write_config,
+    VENV, file_cache, make_config, mapproxy_seed, needs_mapproxy, write_config,
 )
 
 ROLE = Path(__file__).resolve().parents[3] / 'roles' / 'mapproxy_backup'
