@@ -8,6 +8,9 @@ the lock directories, each cache's directory, and each sqlite, mbtiles or geopac
 cache's file (``filename``), also outside the base directory. Relative paths are
 resolved against the configuration's folder, as MapProxy does; configurations named
 in ``base`` are read too. Paths are normalised (no trailing slash, no ``..``).
+A path that holds a configuration file (a cache base directory that is the
+configuration's folder, say) is never printed: in its place come the folders and files
+MapProxy names after the caches there (``NAME_*``, a pattern as find -path reads it).
 Exits 1 with a message when the configuration cannot be read.
 """
 
@@ -53,6 +56,8 @@ def cache_paths(config_file):
         return os.path.normpath(os.path.join(config_dir, os.path.expanduser(str(value))))
 
     paths = set()
+    # Caches that write below the base directory, into NAME_GRID (or NAME_GRID.mbtiles ...).
+    in_base = set()
     cache_globals = {}
     for _path, conf in confs:
         cache_globals.update(_mapping(_mapping(conf.get('globals')).get('cache')))
@@ -62,13 +67,15 @@ def cache_paths(config_file):
     if cache_globals.get('tile_lock_dir'):
         paths.add(absolute(cache_globals['tile_lock_dir']))
     for _path, conf in confs:
-        for cache in _mapping(conf.get('caches')).values():
+        for name, cache in _mapping(conf.get('caches')).items():
             cache = _mapping(cache)
             backend = _mapping(cache.get('cache'))
             # As MapProxy's cache_dir(): the cache's directory, its cache_dir, or the base directory.
             own_dir = backend.get('directory') or cache.get('cache_dir')
             cache_dir = absolute(own_dir) if own_dir else base_dir
             paths.add(cache_dir)
+            if not own_dir:
+                in_base.add(str(name))
             if backend.get('tile_lock_dir'):
                 paths.add(absolute(backend['tile_lock_dir']))
             filename = backend.get('filename')
@@ -77,6 +84,13 @@ def cache_paths(config_file):
                 filename = str(filename)
                 paths.add(absolute(filename) if filename.startswith('./')
                           else os.path.normpath(os.path.join(cache_dir, filename)))
+    # Never a path that holds a configuration file: the backup would lose it.
+    config_files = [path for path, _conf in confs]
+    holding = {path for path in paths
+               if any(conf == path or conf.startswith(path.rstrip(os.sep) + os.sep) for conf in config_files)}
+    paths -= holding
+    for path in holding:
+        paths.update(os.path.join(path, name + '_*') for name in in_base)
     return sorted(paths)
 
 

@@ -7,6 +7,7 @@ file, also not an sqlite, mbtiles or geopackage cache outside the cache base, is
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import os
 import shlex
@@ -147,3 +148,42 @@ def test_the_backup_script_archives_no_cache_file(tmp_path):
     assert {config, str(root / 'opt' / 'mapproxy' / 'static' / 'keep.txt')} <= members
     assert members & written == {config, str(root / 'opt' / 'mapproxy' / 'static' / 'keep.txt')}, sorted(members & written)
     assert not any(m.endswith(('.mbtiles', '.gpkg', '.png', '.sqlite')) for m in members), sorted(members)
+
+
+@needs_mapproxy
+def test_a_cache_base_in_the_config_folder_never_excludes_the_config(tmp_path):
+    # base_dir '.': the caches without a directory of their own write beside mapproxy.yaml.
+    caches = {'beside': file_cache(), 'own': file_cache(directory=str(tmp_path / 'own'))}
+    config = write_config(tmp_path / 'mapproxy.yaml', make_config('.', caches=caches))
+    mapproxy_seed(config, list(caches), BBOX, [0, 1], tmp_path)
+    excluded = helper.cache_paths(config)
+    assert str(tmp_path) not in excluded and str(tmp_path / 'beside_*') in excluded, excluded
+    written = {str(p) for p in tmp_path.rglob('*') if p.is_file()} - {config}
+    assert any('/beside_' in p for p in written) and any('/own/' in p for p in written), sorted(written)
+
+    def pruned(path):
+        # As find -path PATTERN -prune: a pattern matches the path or one of its folders.
+        parts = Path(path).parts
+        return any(fnmatch.fnmatchcase(str(Path(*parts[:i])), pattern)
+                   for pattern in excluded for i in range(2, len(parts) + 1))
+    assert all(pruned(p) for p in written), sorted(p for p in written if not pruned(p))
+    assert not pruned(config)
+
+
+@pytest.mark.skipif(shutil.which('flock') is None or shutil.which('sha256sum') is None, reason='needs util-linux and coreutils')
+def test_an_unreadable_config_still_leaves_out_the_default_cache_folder(tmp_path):
+    root = tmp_path / 'root'
+    etc = root / 'etc' / 'mapproxy'
+    (etc / 'cache_data' / 'osm_EPSG3857').mkdir(parents=True)
+    (etc / 'cache_data' / 'osm_EPSG3857' / 'tile.png').write_bytes(b'png')
+    (root / 'opt' / 'mapproxy').mkdir(parents=True)
+    config = etc / 'mapproxy.yaml'
+    config.write_text('caches: [unclosed\n')
+    script = render_script(tmp_path, root, str(config))
+    proc = subprocess.run([str(script)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'cannot read the cache paths of ' + str(config) in proc.stderr
+    archive = proc.stdout.split('written: ', 1)[1].split()[0]
+    with tarfile.open(archive) as tar:
+        members = {'/' + m.name for m in tar.getmembers()}
+    assert str(config) in members and not any('cache_data' in m for m in members), sorted(members)
