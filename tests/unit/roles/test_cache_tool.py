@@ -338,3 +338,33 @@ def test_seed_continues_an_interrupted_run_from_its_progress_file(tmp_path):
     # beyond where the first run stopped.
     assert not again & oldest, 'the second run started again from the beginning'
     assert again - written, 'the second run did not get beyond the first'
+
+
+def test_seed_stops_what_mapproxy_seed_left_running(tmp_path):
+    """mapproxy-seed --duration signals only the seeding process it started; workers
+    of that one can outlive it, keep the output pipes open and seed on. The tool must
+    stop them and return, not wait for them. A stand-in mapproxy-seed leaves a process
+    behind that holds its output, as such a worker does."""
+    venv = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True, timeout=120)
+    leftover = tmp_path / 'leftover.pid'
+    fake = venv / 'bin' / 'mapproxy-seed'
+    fake.write_text('#!/bin/sh\nsleep 600 &\necho $! > %s\necho "seeding (stand-in)"\nexit 0\n' % leftover)
+    fake.chmod(0o755)
+    installed = tmp_path / 'lib'
+    installed.mkdir()
+    shutil.copy(TOOL, installed / 'p2d2-mapproxy-cache')
+    shutil.copy(TILES, installed / 'mapproxy_tiles.py')
+    (tmp_path / 'cache').mkdir()
+    started = time.monotonic()
+    proc = subprocess.run([str(venv / 'bin' / 'python'), str(installed / 'p2d2-mapproxy-cache'),
+                           '--config', str(tmp_path / 'mapproxy.yaml'), 'seed', '--seed-config', str(tmp_path / 'seed.yaml'),
+                           '--task', 'daily', '--lock-dir', str(tmp_path / 'cache'),
+                           '--progress-file', str(tmp_path / 'daily.progress'), '--concurrency', '1'],
+                          capture_output=True, text=True, check=False, timeout=120)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'processes it started still run; stopping them' in proc.stderr + proc.stdout
+    pid = int(leftover.read_text())
+    assert not Path('/proc/%d' % pid).exists() or 'zombie' in Path('/proc/%d/status' % pid).read_text().lower(), pid
+    assert took < 60, took
