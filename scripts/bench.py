@@ -52,6 +52,34 @@ CONTAINER = 'p2d2-bench'
 PUBLIC_PORT = 18880
 STATIC_PORT = 18881
 STANDIN_PORT = 18891
+# --upstream-delay: a proxy in the container that answers like the stand-in, later.
+DELAY_PORT = 18892
+DELAY_PROXY = '''
+import http.server, sys, time, urllib.error, urllib.request
+port, target, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+
+    def do_GET(self):
+        time.sleep(delay)
+        try:
+            with urllib.request.urlopen(target + self.path, timeout=30) as answer:
+                status, headers, body = answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as error:
+            status, headers, body = error.code, error.headers, error.read()
+        self.send_response(status)
+        self.send_header('Content-Type', headers.get('Content-Type', 'application/octet-stream'))
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer.request_queue_size = 256
+http.server.ThreadingHTTPServer(('127.0.0.1', port), Handler).serve_forever()
+'''
 SERVICE = 'mapproxy'
 CACHE_DIR = '/cache/osm'
 TILE_PREFIX = '/wmts/osm/webmercator/'
@@ -80,25 +108,25 @@ LAYOUTS = [
     {'name': 'static limit: nginx from disk', 'static': True},
 ]
 
-# Gunicorn variants of --sweep (cached tiles only), each complete, so that the
-# sweep does not depend on the current defaults.
+# Gunicorn variants of --sweep (cached tiles; uncached ones too with --upstream-delay),
+# each complete, so that the sweep does not depend on the current defaults.
 
 
 def _gunicorn(worker_class, workers, threads=1, max_requests=0, keepalive=2):
     name = '%s %s' % (worker_class, '%d × %d' % (workers, threads) if worker_class == 'gthread' else '× %d' % workers)
     name += ', max_requests %d' % max_requests + (', keepalive %d' % keepalive if keepalive != 2 else '')
-    return {'name': name, 'vars': {'mapproxy_gunicorn_worker_class': worker_class,
-                                   'mapproxy_gunicorn_workers': workers, 'mapproxy_gunicorn_threads': threads,
-                                   'mapproxy_gunicorn_max_requests': max_requests,
-                                   'mapproxy_gunicorn_keepalive': keepalive}}
+    # Gunicorn alone on the public port: with the fast path, nginx would answer the cached tiles.
+    return {'name': name, 'tags': LAYOUT_TAGS,
+            'vars': {'mapproxy_nginx_enabled': False, 'mapproxy_gunicorn_worker_class': worker_class,
+                     'mapproxy_gunicorn_workers': workers, 'mapproxy_gunicorn_threads': threads,
+                     'mapproxy_gunicorn_max_requests': max_requests,
+                     'mapproxy_gunicorn_keepalive': keepalive}}
 
 
 SWEEP = [
     _gunicorn('sync', 4, max_requests=1000),
     _gunicorn('sync', 4),
-    _gunicorn('gthread', 4, 4, max_requests=1000),
     _gunicorn('gthread', 4, 4),
-    _gunicorn('gthread', 4, 1),
     _gunicorn('gthread', 2, 4),
     _gunicorn('gthread', 4, 4, keepalive=10),
 ]
@@ -536,18 +564,42 @@ class Bench:
     def apply(self, layout):
         """Switch the deployment to a layout: site.yml with its vars and tags, a
         restart (fresh workers for every layout), then wait for an answer."""
-        if layout.get('static') or layout['vars'] == self.applied:
+        if layout.get('static'):
+            return
+        layout_vars = dict(layout['vars'])
+        tags = layout.get('tags', DEFAULT_TAGS)
+        if self.args.upstream_delay:
+            # MapProxy fetches uncached tiles through the delaying proxy.
+            layout_vars['p2d2_standin_port'] = DELAY_PORT
+            tags = sorted(set(tags) | {'mapproxy_config'})
+        if layout_vars == self.applied:
             return
         log('Applying the layout "%s"' % layout['name'])
-        self.playbook('layout', 'site.yml', layout['vars'], layout.get('tags', DEFAULT_TAGS))
+        self.playbook('layout', 'site.yml', layout_vars, tags)
         dexec('systemctl restart %s.service' % SERVICE)
-        self.applied = layout['vars']
+        self.applied = layout_vars
         wait_for(self.base + self.cached_paths[0])
 
     def url_of(self, layout):
         return self.static if layout.get('static') else self.base
 
     # -- the static limit ----------------------------------------------------
+
+    def start_delay_proxy(self):
+        delay = self.args.upstream_delay / 1000.0
+        log('Starting a proxy on 127.0.0.1:%d that answers as the stand-in upstream, %.0f ms later'
+            % (DELAY_PORT, self.args.upstream_delay))
+        dexec('cat > /usr/local/lib/p2d2-bench-delay.py <<"EOF"\n%sEOF\n'
+              'systemctl stop p2d2-bench-delay.service 2>/dev/null; systemctl reset-failed p2d2-bench-delay.service'
+              ' 2>/dev/null; systemd-run --unit p2d2-bench-delay --quiet python3 /usr/local/lib/p2d2-bench-delay.py'
+              ' %d http://127.0.0.1:%d %s' % (DELAY_PROXY, DELAY_PORT, STANDIN_PORT, delay))
+        url = 'http://127.0.0.1:%d%s' % (DELAY_PORT, tile_path(0, 0, 0))
+        wait_for(url)
+        started = time.monotonic()
+        status = http_get(url)[0]
+        if status != 200 or time.monotonic() - started < delay:
+            raise BenchError('the delaying proxy answered %s in %.3f s, not 200 after %.3f s'
+                             % (status, time.monotonic() - started, delay))
 
     def start_static_nginx(self):
         log('Installing nginx (Debian package) in the container, serving %s on 127.0.0.1:%d'
@@ -822,8 +874,11 @@ http {
         self.load_cached_paths()
         self.start_static_nginx()
         self.check_same_bytes()
+        if args.upstream_delay:
+            self.start_delay_proxy()
         layouts = SWEEP if args.sweep else LAYOUTS
-        cached, fresh = self.tiles(layouts, uncached=not args.sweep and 'uncached' in args.measure)
+        cached, fresh = self.tiles(layouts, uncached=(not args.sweep or bool(args.upstream_delay))
+                                   and 'uncached' in args.measure)
         names = [layout['name'] for layout in layouts]
         reference = names[0]
         add_cells(self.table, 1, 'cached tiles', names, args.conns, cached, reference)
@@ -839,8 +894,10 @@ http {
         if fresh:
             notes.append('2. Uncached tiles: every request a tile that no cell requested before (levels %s'
                          ' of the same area); MapProxy fetches it from the stand-in upstream (MapProxy\'s'
-                         ' debug source behind Gunicorn sync × 2, on the same cores).'
-                         % fmt_levels(list(UNCACHED_LEVELS)))
+                         ' debug source behind Gunicorn sync × 2, on the same cores)%s.'
+                         % (fmt_levels(list(UNCACHED_LEVELS)),
+                            ', through a proxy that answers %d ms later, as a remote tile server would'
+                            % args.upstream_delay if args.upstream_delay else ''))
         if not args.sweep and 'reload' in args.measure:
             self.reload(LAYOUTS[0])
         profiled = next(layout for layout in LAYOUTS if layout.get('profile'))
@@ -887,6 +944,9 @@ def parse_args(argv=None):
     parser.add_argument('--smoke', action='store_true',
                         help='a few seconds per cell, one round, small jobs: checks that the harness works')
     parser.add_argument('--sweep', action='store_true', help='compare the Gunicorn variants of SWEEP on cached tiles')
+    parser.add_argument('--upstream-delay', type=int, default=0, metavar='MS',
+                        help='MapProxy fetches uncached tiles through a proxy that answers MS later (as a remote'
+                             ' tile server); with --sweep, uncached tiles are measured too')
     parser.add_argument('--keep', action='store_true', help='keep the container p2d2-bench at the end')
     parser.add_argument('--reuse', action='store_true',
                         help='measure the kept container instead of deploying a fresh one (no deploy time)')
@@ -908,11 +968,15 @@ def parse_args(argv=None):
     args.rounds = args.rounds or (1 if smoke else 2)
     args.seed_levels = args.seed_levels if args.seed_levels is not None else (9 if smoke else 11)
     args.warmup = 1 if smoke else 2
-    # Enough fresh tiles for a cell: far more than MapProxy fetches from the stand-in per second.
-    args.uncached_set = 600 * args.duration
+    # Enough fresh tiles for a cell: far more than MapProxy fetches from the stand-in per second
+    # (with a delay, at most one tile per connection and delay).
+    per_second = 600 if not args.upstream_delay else math.ceil(1.5 * max(args.conns) * 1000 / args.upstream_delay)
+    args.uncached_set = min(600, per_second) * args.duration
     for name in args.measure:
         if name not in ('uncached', 'reload', 'seed'):
             parser.error('--measure takes uncached, reload and seed, not %r' % name)
+    if args.upstream_delay < 0:
+        parser.error('--upstream-delay must be 0 or more milliseconds')
     if min(args.conns) < 1 or args.duration < 1 or args.rounds < 1:
         parser.error('--conns, --duration and --rounds must be at least 1')
     return args
