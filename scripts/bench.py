@@ -890,7 +890,7 @@ http {
                  ' p50/p99 and the largest max; the ratio is the first layout\'s median throughput divided by'
                  ' the row\'s. Every layout is applied with `site.yml --tags %s -e ...` and a restart.'
                  % (len(self.cached_paths), fmt_levels(self.cached_levels), TILE_PREFIX, args.duration,
-                    args.warmup, args.rounds, ','.join(DEFAULT_TAGS if args.sweep else LAYOUT_TAGS))]
+                    args.warmup, args.rounds, ','.join(LAYOUT_TAGS))]
         if fresh:
             notes.append('2. Uncached tiles: every request a tile that no cell requested before (levels %s'
                          ' of the same area); MapProxy fetches it from the stand-in upstream (MapProxy\'s'
