@@ -961,7 +961,8 @@ def parse_args(argv=None):
     parser.add_argument('--seed-levels', type=int, help='seed levels 0 to N (default 11, smoke 9)')
     parser.add_argument('--tile-set', type=int, default=2000, help='cached tiles to request (default 2000)')
     parser.add_argument('--seed', type=int, default=42, help='random seed of the tile sets')
-    parser.add_argument('--image', default=os.environ.get('P2D2_BENCH_IMAGE', 'p2d2-mapproxy/debian:trixie-r1'))
+    parser.add_argument('--image', default=os.environ.get('P2D2_IMAGE_TRIXIE'),
+                        help='the Debian 13 image (default: scripts/lib.sh\'s, P2D2_IMAGE_TRIXIE)')
     args = parser.parse_args(argv)
     smoke = args.smoke
     args.duration = args.duration or (2 if smoke else 10)

@@ -35,5 +35,4 @@ for arg in "$@"; do
 done
 
 P2D2_CONTAINER_ARGS=$(printf '%s\n' "${SYSTEMD_CONTAINER_ARGS[@]}") \
-P2D2_BENCH_IMAGE="$IMAGE_REPO:trixie-r$IMAGE_RECIPE" \
   "$VENV/bin/python" scripts/bench.py "$@"

@@ -12,7 +12,7 @@ cd "$ROOT"
 
 NAME=mapproxy
 PORT=${P2D2_DEMO_PORT:-8080}
-IMAGE="$IMAGE_REPO:trixie-r$IMAGE_RECIPE"
+IMAGE=$P2D2_IMAGE_TRIXIE
 
 case "${1:-up}" in
   destroy)

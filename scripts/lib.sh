@@ -10,9 +10,16 @@ STATE=$ROOT/.testbed
 VENV=$ROOT/.venv
 IMAGE_REPO=${P2D2_IMAGE_REPO:-p2d2-mapproxy/debian}
 # Bump when the image recipe below changes: the tag then misses and images are rebuilt.
-IMAGE_RECIPE=1
+IMAGE_RECIPE=2
+# The images' names, read by the Molecule scenarios, the demo and the benchmark.
+export P2D2_IMAGE_TRIXIE=$IMAGE_REPO:trixie-r$IMAGE_RECIPE P2D2_IMAGE_BOOKWORM=$IMAGE_REPO:bookworm-r$IMAGE_RECIPE
 DEBIAN_MIRROR=${P2D2_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-IMAGE_PACKAGES=python3,systemd,systemd-sysv,dbus,ca-certificates,python3-apt,sudo,iproute2,procps,curl,cron,logrotate
+# As bare as a minimal Debian LXC: minbase, Python for Ansible, systemd as init (with
+# dbus, which systemd recommends). Nothing a role runs (sudo, logrotate, nginx, nftables,
+# python3-venv, python3-apt, curl, procps, iproute2) is here, so a role that forgets to
+# install a tool fails its scenario. ca-certificates only carries the machine's extra
+# CAs into the image (an intercepting proxy), as an operator's host carries theirs.
+IMAGE_PACKAGES=python3,systemd,systemd-sysv,dbus,ca-certificates
 
 mkdir -p "$STATE"
 export ANSIBLE_HOME=$STATE/ansible
