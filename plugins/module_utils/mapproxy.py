@@ -18,6 +18,7 @@ import datetime
 import errno
 import json
 import os
+import pwd
 import re
 import selectors
 import shutil
@@ -68,6 +69,59 @@ def mask_secrets(text):
         return text
     text = re.sub(r'(://)[^/\s\'"]*@', r'\1***@', text)
     return re.sub(r'(?i)(password\s*=\s*)(\'[^\']*\'|"[^"]*"|[^\s\'"]+)', r'\1***', text)
+
+
+class ToolUser:
+    """The user that MapProxy's tools run as when the module runs as root."""
+
+    def __init__(self, name, uid, gid, home):
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.home = home
+        try:
+            self.groups = os.getgrouplist(name, gid)
+        except (KeyError, OSError):
+            self.groups = [gid]
+
+    def popen_args(self):
+        return dict(user=self.uid, group=self.gid, extra_groups=self.groups)
+
+    def give(self, path):
+        """Hand a file or folder that the module (root) created to this user."""
+        os.chown(path, self.uid, self.gid)
+
+
+def tool_user(module, user, owner_of=None, option='user'):
+    """Whom MapProxy's tools (``mapproxy-seed``) run as: ``user`` when given, else, when the
+    module runs as root, the owner of the folder ``owner_of`` (the cache base folder, which
+    belongs to the service user), so that what they write belongs to the service, as with
+    ``become_user`` but without sudo or su. None: they run as the module runs."""
+    if os.geteuid() != 0:
+        if user and user != pwd.getpwuid(os.geteuid()).pw_name:
+            module.fail_json(msg='Option %s: the module runs as uid %d and cannot run MapProxy as %s. Run the '
+                                 'task as root (become: true), or leave %s unset.' % (option, os.geteuid(), user, option))
+        return None
+    if user:
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            module.fail_json(msg='Option %s: there is no user %s on the host. Run the p2d2.mapproxy.mapproxy_venv '
+                                 'role first, or name the user MapProxy runs as.' % (option, user))
+        if entry.pw_uid == 0:
+            return None
+        return ToolUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+    if not owner_of or not os.path.isdir(owner_of):
+        return None
+    st = os.stat(owner_of)
+    if st.st_uid == 0:
+        return None
+    try:
+        entry = pwd.getpwuid(st.st_uid)
+    except KeyError:
+        module.fail_json(msg='The folder %s belongs to uid %d, which has no user entry: set option %s to the user '
+                             'MapProxy runs as.' % (owner_of, st.st_uid, option))
+    return ToolUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
 def iso_time(timestamp):
@@ -193,18 +247,22 @@ class WatchedRun:
         self.duration = 0.0
 
 
-def run_watched(argv, timeout, cwd=None, abort_re=None, on_line=None):
+def run_watched(argv, timeout, cwd=None, abort_re=None, on_line=None, user=None):
     """Run a command that may start children (mapproxy-seed's workers) in its
     own session, read stdout/stderr line by line, and kill the whole process
     group when ``timeout`` seconds have passed or a stderr line matches
     ``abort_re``. ``module.run_command`` can do neither, hence this runner.
-    Commands are argv lists, never a shell."""
+    Commands are argv lists, never a shell. ``user``: a ``ToolUser`` to run as."""
     result = WatchedRun(' '.join(argv))
     env = dict(os.environ)
     env.update(COMMAND_ENV)
+    extra = {}
+    if user is not None:
+        env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
+        extra = user.popen_args()
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=cwd, env=env, close_fds=True, start_new_session=True)
+                            cwd=cwd, env=env, close_fds=True, start_new_session=True, **extra)
     outputs = {'stdout': _Tail(), 'stderr': _Tail()}
     partial = {'stdout': b'', 'stderr': b''}
     sel = selectors.DefaultSelector()
@@ -580,16 +638,22 @@ def share_ownership(path, like):
 
 
 class TempDir:
-    """A private (0700) temporary folder, removed on exit."""
+    """A private (0700) temporary folder, removed on exit; with ``owner`` (a ``ToolUser``)
+    it and the files written into it belong to that user."""
 
-    def __init__(self, prefix='p2d2-mapproxy-'):
+    def __init__(self, prefix='p2d2-mapproxy-', owner=None):
         self.path = tempfile.mkdtemp(prefix=prefix)
+        self.owner = owner
+        if owner is not None:
+            owner.give(self.path)
 
     def write(self, name, text):
         path = os.path.join(self.path, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
             handle.write(text)
+        if self.owner is not None:
+            self.owner.give(path)
         return path
 
     def cleanup(self):

@@ -123,9 +123,19 @@ options:
       - Working directory of C(mapproxy-seed) and folder of its cache lock file.
       - By default the C(globals.cache.base_dir) of the configuration; it is created if missing.
     type: path
+  user:
+    description:
+      - When the module runs as root, C(mapproxy-seed) runs as this user, with its primary group
+        and its groups, so that the tiles, folders and lock file it writes belong to the MapProxy
+        service, as with C(become_user), but without sudo or su (a service user has no login
+        shell, and a minimal host has no sudo).
+      - By default the owner of the configuration's cache base folder (C(globals.cache.base_dir)),
+        which is the service user with the collection's roles; root when root owns that folder.
+      - A module that does not run as root runs C(mapproxy-seed) as its own user.
+    type: str
 notes:
-  - Run the task as MapProxy's user (for example with C(become_user)); tiles written as root
-    cannot be replaced later by the MapProxy service.
+  - Run the task as root (C(become: true)), or as MapProxy's user. As root, O(user) decides who
+    owns the new tiles: tiles written as root could not be replaced later by the MapProxy service.
   - C(mapproxy-seed) prints no machine-readable output. The tile counts come from the C((N tiles))
     of its dry-run progress lines; for sources that MapProxy fetches in meta tiles, that count is
     the number of meta tiles to fetch times the tiles per meta tile. RV(tiles_written) counts the
@@ -153,7 +163,6 @@ EXAMPLES = r"""
       to: 10
     bbox: [5.8, 50.2, 9.0, 52.5]
   become: true
-  become_user: mapproxy
 
 - name: Show how many tiles a refresh of levels 11 to 14 around Cologne would fetch
   p2d2.mapproxy.mapproxy_seed:
@@ -233,6 +242,12 @@ seed_config:
         levels: [0, 1, 2]
         coverages: [p2d2_bbox]
         refresh_before: {time: "1970-01-01T00:00:00"}
+user:
+  description:
+    - The user C(mapproxy-seed) ran as (see O(user)); V(null) when it ran as the user of the module.
+  returned: success
+  type: str
+  sample: mapproxy
 cmd:
   description: The last C(mapproxy-seed) command (the seeding run, or the dry run when it did not seed).
   returned: always
@@ -273,6 +288,7 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     run_watched,
     select_caches,
     select_grids,
+    tool_user,
 )
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
     TileFilter,
@@ -341,6 +357,7 @@ def main():
             use_cache_lock=dict(type='bool', default=True),
             lock_dir=dict(type='path'),
             venv=dict(type='path', default=DEFAULT_VENV),
+            user=dict(type='str'),
         ),
         mutually_exclusive=[('bbox', 'coverage'), ('coverages', 'coverages_from')],
         required_by={'coverages': 'coverage', 'coverages_from': 'coverage'},
@@ -353,7 +370,7 @@ class Seeder:
     def __init__(self, module):
         self.module = module
         self.params = module.params
-        self.result = dict(changed=False, tiles_to_seed=0, tiles_written=0, tiles_remaining=None, tasks=[],
+        self.result = dict(changed=False, tiles_to_seed=0, tiles_written=0, tiles_remaining=None, tasks=[], user=None,
                            duration=0.0, seed_config={}, cmd='', stdout='', stderr='')
 
     def fail(self, msg, **extra):
@@ -482,8 +499,13 @@ class Seeder:
         if timeout <= 0:
             self.fail('The task ran out of time (option timeout, %d seconds) before mapproxy-seed could run.'
                       % self.params['timeout'])
-        run = run_watched(self.seed_argv(seed_path, dry_run), timeout, cwd=cwd,
-                          abort_re=None if dry_run else RETRY_LINE_RE, on_line=counter)
+        try:
+            run = run_watched(self.seed_argv(seed_path, dry_run), timeout, cwd=cwd,
+                              abort_re=None if dry_run else RETRY_LINE_RE, on_line=counter, user=self.user)
+        except OSError as ex:
+            as_user = ' as %s (option user)' % self.user.name if self.user is not None else ''
+            self.fail('Cannot run %s%s: %s. The user must be able to run the venv and read the configuration.'
+                      % (self.seed_bin, as_user, ex))
         self.result.update(cmd=run.cmd, stdout=run.stdout, stderr=run.stderr)
         return run, counter
 
@@ -496,6 +518,8 @@ class Seeder:
         self.venv = MapProxyVenv(module, self.params['venv'])
         self.seed_bin = self.venv.require('mapproxy-seed')
         self.load()
+        self.user = tool_user(module, self.params['user'], self.info.get('base_dir'))
+        self.result['user'] = self.user.name if self.user is not None else None
         self.check_against_config()
         conf = self.seed_config()
         self.result['seed_config'] = mask_secrets(conf)
@@ -504,7 +528,7 @@ class Seeder:
                          for cache, grids, directory, layout in entries
                          if self.info['caches'][cache]['type'] == 'file' for grid in grids)
 
-        with TempDir() as tmp:
+        with TempDir(owner=self.user) as tmp:
             seed_path = tmp.write('seed.yaml', json.dumps(conf, indent=2))
             run, before = self.run_seed(seed_path, True, tmp.path)
             self.check_run(run, 'dry run')
@@ -592,6 +616,8 @@ class Seeder:
         if not os.path.isdir(lock_dir):
             try:
                 os.makedirs(lock_dir)
+                if self.user is not None:
+                    self.user.give(lock_dir)
             except OSError as ex:
                 self.fail('Cannot create the lock folder %s (option lock_dir): %s.' % (lock_dir, ex))
         self.lock_dir = lock_dir

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import sys
 import time
@@ -222,3 +223,61 @@ def test_seed_cache_lock_is_exclusive_and_released(tmp_path):
     lock.release_all()
     assert lock.holders('osm_cache') == []
     assert (tmp_path / '.mapproxy_seed.lck').is_file()
+
+
+# -- whom mapproxy-seed runs as (root without sudo: the owner of the cache base folder)
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='running a tool as another user needs root')
+
+
+@needs_root
+def test_tool_user_is_the_owner_of_the_cache_base(tmp_path):
+    nobody = pwd.getpwnam('nobody')
+    base = tmp_path / 'cache'
+    base.mkdir()
+    assert mp.tool_user(FakeModule(), None, str(base)) is None  # root's folder: root
+    os.chown(base, nobody.pw_uid, nobody.pw_gid)
+    user = mp.tool_user(FakeModule(), None, str(base))
+    assert (user.name, user.uid, user.gid) == ('nobody', nobody.pw_uid, nobody.pw_gid)
+    assert mp.tool_user(FakeModule(), None, str(tmp_path / 'missing')) is None
+    # an explicit user wins over the folder's owner, root means no switch
+    assert mp.tool_user(FakeModule(), 'root', str(base)) is None
+    assert mp.tool_user(FakeModule(), 'nobody', None).uid == nobody.pw_uid
+
+
+@needs_root
+def test_tool_user_names_a_missing_user():
+    with pytest.raises(FailJson, match='Option user: there is no user p2d2-no-such-user on the host'):
+        mp.tool_user(FakeModule(), 'p2d2-no-such-user')
+
+
+@needs_root
+def test_tool_user_names_a_folder_owner_without_user_entry(tmp_path):
+    base = tmp_path / 'cache'
+    base.mkdir()
+    uid = 4242
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            break
+        uid += 1
+    os.chown(base, uid, uid)
+    with pytest.raises(FailJson, match='belongs to uid %d, which has no user entry: set option user' % uid):
+        mp.tool_user(FakeModule(), None, str(base))
+
+
+@needs_root
+def test_run_watched_and_temp_dir_as_the_tool_user(tmp_path):
+    """The real switch: a system tool run as nobody reports nobody's ids and reads a file
+    that the module (root) wrote into its private temporary folder."""
+    nobody = pwd.getpwnam('nobody')
+    user = mp.tool_user(FakeModule(), 'nobody')
+    with mp.TempDir(owner=user) as tmp:
+        path = tmp.write('seed.yaml', 'seeds: {}\n')
+        assert (os.stat(tmp.path).st_uid, os.stat(path).st_uid) == (nobody.pw_uid, nobody.pw_uid)
+        assert oct(os.stat(tmp.path).st_mode & 0o777) == '0o700'
+        run = mp.run_watched(['/bin/sh', '-c', 'id -u; id -g; cat seed.yaml; echo "$HOME"'], 30,
+                             cwd=tmp.path, user=user)
+    assert run.rc == 0, run.stderr
+    assert run.stdout.split('\n') == [str(nobody.pw_uid), str(nobody.pw_gid), 'seeds: {}', nobody.pw_dir]
