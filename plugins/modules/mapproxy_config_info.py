@@ -67,11 +67,20 @@ options:
         service), not only on errors.
     type: bool
     default: false
+  accepted_warnings:
+    description:
+      - Regular expressions (Python, searched) of MapProxy warnings that are expected, such as
+        V(demo page enabled) for a deployment that serves the demo page on purpose.
+      - A matching warning is still returned in RV(config_warnings), but it is not shown as a
+        task warning and does not fail the task under O(warnings_as_errors).
+    type: list
+    elements: str
+    default: []
 notes:
   - The module runs the venv's Python as a separate process and needs no MapProxy in the
     Python that runs Ansible modules.
   - Ansible reserves the result key C(warnings), so MapProxy's warnings are returned as
-    RV(config_warnings) (and also shown as task warnings).
+    RV(config_warnings) (and also shown as task warnings, unless O(accepted_warnings) expects them).
 seealso:
   - name: MapProxy configuration
     description: Reference of the mapproxy.yaml options.
@@ -238,6 +247,7 @@ seed_tasks:
 """
 
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -257,6 +267,7 @@ def main():
             seed_content=dict(type='str'),
             venv=dict(type='path', default=DEFAULT_VENV),
             warnings_as_errors=dict(type='bool', default=False),
+            accepted_warnings=dict(type='list', elements='str', default=[]),
         ),
         mutually_exclusive=[('path', 'content'), ('seed_path', 'seed_content')],
         required_one_of=[('path', 'content')],
@@ -317,17 +328,22 @@ def main():
     if seed_path:
         result['seed_tasks'] = dict(seeds=(seed or {}).get('seeds', []), cleanups=(seed or {}).get('cleanups', []))
 
-    for warning in warnings:
+    try:
+        accepted = [re.compile(pattern) for pattern in params['accepted_warnings']]
+    except re.error as ex:
+        module.fail_json(msg='Option accepted_warnings: %s is not a regular expression (%s).' % (ex.pattern, ex))
+    unexpected = [warning for warning in warnings if not any(rx.search(warning) for rx in accepted)]
+    for warning in unexpected:
         module.warn('MapProxy: %s' % warning)
 
     if errors:
         result['valid'] = False
         module.fail_json(msg='%s is not a valid MapProxy configuration: %s' % (shown_path, '; '.join(errors)),
                          **result)
-    if warnings and params['warnings_as_errors']:
+    if unexpected and params['warnings_as_errors']:
         result['valid'] = False
         module.fail_json(msg='MapProxy reports warnings for %s (warnings_as_errors is set): %s'
-                         % (shown_path, '; '.join(warnings)), **result)
+                         % (shown_path, '; '.join(unexpected)), **result)
     module.exit_json(**result)
 
 

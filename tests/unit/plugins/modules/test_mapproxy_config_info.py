@@ -86,6 +86,27 @@ def test_warnings_as_errors_fails_on_unknown_key(tmp_path, base_conf):
     assert 'warnings_as_errors' in result['msg']
 
 
+def test_accepted_warnings_are_returned_but_neither_shown_nor_fatal(tmp_path, base_conf):
+    base_conf['services']['demo'] = None
+    base_conf['caches']['osm_cache']['cache']['directory_layuot'] = 'tc'
+    path = write_config(tmp_path / 'mapproxy.yaml', base_conf)
+    result = check(path=path, accepted_warnings=['demo page enabled'])
+    assert not result['failed'], result['msg']
+    assert any('demo page enabled' in w for w in result['config_warnings'])
+    shown = result.get('_ansible_warnings') or []
+    assert not any('demo page' in w for w in shown)
+    assert any('directory_layuot' in w for w in shown)
+    # only what is not accepted fails under warnings_as_errors
+    result = check(path=path, accepted_warnings=['demo page enabled'], warnings_as_errors=True)
+    assert result['failed'] and 'directory_layuot' in result['msg'] and 'demo page' not in result['msg']
+    del base_conf['caches']['osm_cache']['cache']['directory_layuot']
+    result = check(path=write_config(tmp_path / 'mapproxy.yaml', base_conf),
+                   accepted_warnings=['demo page enabled'], warnings_as_errors=True)
+    assert not result['failed'], result['msg']
+    assert check(path=path, accepted_warnings=['(unclosed'])['msg'].startswith(
+        'Option accepted_warnings: (unclosed is not a regular expression')
+
+
 def test_missing_required_key_is_an_error_in_words(tmp_path, base_conf):
     base_conf['sources'] = {'dbg': {'url': 'http://127.0.0.1:9/'}}
     result = check(path=write_config(tmp_path / 'mapproxy.yaml', base_conf))
