@@ -134,8 +134,9 @@ options:
       - A module that does not run as root runs C(mapproxy-seed) as its own user.
     type: str
 notes:
-  - Run the task as root (C(become: true)), or as MapProxy's user. As root, O(user) decides who
-    owns the new tiles: tiles written as root could not be replaced later by the MapProxy service.
+  - Run the task as root (C(become=true)), or as MapProxy's user. As root, O(user) decides who
+    owns the new tiles, because tiles written as root could not be replaced later by the MapProxy
+    service.
   - C(mapproxy-seed) prints no machine-readable output. The tile counts come from the C((N tiles))
     of its dry-run progress lines; for sources that MapProxy fetches in meta tiles, that count is
     the number of meta tiles to fetch times the tiles per meta tile. RV(tiles_written) counts the
