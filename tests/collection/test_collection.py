@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,10 +34,38 @@ def test_argument_spec_lists_every_default(role):
         assert spec.get("default") == defaults[name], f"{name}: spec default {spec.get('default')!r} != {defaults[name]!r}"
 
 
-@pytest.mark.parametrize("role", ROLES)
+# mapproxy_common holds the values every role reads (mapproxy_user, mapproxy_venv_path, ...).
+SHARED = "mapproxy_common"
+
+
+@pytest.mark.parametrize("role", [role for role in ROLES if role != SHARED])
 def test_public_variables_carry_the_role_name(role):
     defaults = _load(ROOT / "roles" / role / "defaults" / "main.yml")
     assert all(name.startswith(role + "_") for name in defaults), sorted(defaults)
+
+
+def test_every_default_has_one_owner():
+    """No variable is a default of two roles: a shared value is mapproxy_common's alone."""
+    owners = {}
+    for role in ROLES:
+        for name in _load(ROOT / "roles" / role / "defaults" / "main.yml"):
+            owners.setdefault(name, []).append(role)
+    assert all(name.startswith("mapproxy_") for name in _load(ROOT / "roles" / SHARED / "defaults" / "main.yml"))
+    shared = dict((name, roles) for name, roles in owners.items() if len(roles) > 1)
+    assert not shared, shared
+
+
+@pytest.mark.parametrize("role", [role for role in ROLES if role != SHARED])
+def test_roles_that_read_a_shared_value_depend_on_its_owner(role):
+    """A role used alone finds the shared values: it depends on mapproxy_common when it reads one."""
+    shared = _load(ROOT / "roles" / SHARED / "defaults" / "main.yml")
+    text = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "roles" / role).rglob("*")
+                     if path.is_file() and path.suffix in (".yml", ".j2") and "meta" not in path.parts)
+    reads = sorted(name for name in shared if re.search(r"\b%s\b" % name, text))
+    dependencies = [dep["role"] if isinstance(dep, dict) else dep
+                    for dep in _load(ROOT / "roles" / role / "meta" / "main.yml").get("dependencies", [])]
+    if reads:
+        assert "p2d2.mapproxy." + SHARED in dependencies, "%s reads %s" % (role, reads)
 
 
 @pytest.fixture(scope="module")

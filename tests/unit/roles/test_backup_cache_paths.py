@@ -124,8 +124,8 @@ def render_script(tmp_path, root, config):
     script.write_text(env.get_template('mapproxy-backup.sh.j2').render(
         ansible_managed='test', mapproxy_backup_script=str(script),
         mapproxy_backup_dir=str(tmp_path / 'backup'), mapproxy_backup_prefix='mapproxy-config_',
-        mapproxy_backup_retention_days=90, mapproxy_backup_config_file=config,
-        mapproxy_backup_venv_path=VENV, mapproxy_backup_include_venv=False,
+        mapproxy_backup_retention_days=90, mapproxy_config_file=config,
+        mapproxy_venv_path=VENV, mapproxy_backup_include_venv=False,
         mapproxy_backup_paths=[str(root / 'etc' / 'mapproxy'), str(root / 'opt' / 'mapproxy')],
         mapproxy_backup_exclude_paths=[]))
     script.chmod(0o755)
