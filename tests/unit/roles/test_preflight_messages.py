@@ -215,8 +215,8 @@ def _failures(json_out):
         for task in play['tasks']:
             for host, result in task['hosts'].items():
                 if result.get('failed'):
-                    found = [result.get('msg', '')] + [item.get('msg', '') for item in result.get('results', [])
-                                                        if item.get('failed')]
+                    failed_items = [item for item in result.get('results', []) if item.get('failed')]
+                    found = [result.get('msg', '')] + [item.get('msg', '') for item in failed_items]
                     messages.setdefault(host, []).extend(found)
     return dict((host, ' | '.join(found)) for host, found in messages.items())
 
