@@ -68,6 +68,42 @@ def test_roles_that_read_a_shared_value_depend_on_its_owner(role):
         assert "p2d2.mapproxy." + SHARED in dependencies, "%s reads %s" % (role, reads)
 
 
+def _handler_names(role):
+    path = ROOT / "roles" / role / "handlers" / "main.yml"
+    handlers = _load(path) if path.exists() else []
+    names = set()
+    for handler in handlers or []:
+        listen = handler.get("listen", [])
+        names.update([handler["name"]] + ([listen] if isinstance(listen, str) else listen))
+    return names
+
+
+SERVICE_TOPICS = {"reload mapproxy service", "restart mapproxy service"}
+
+
+def test_the_service_has_one_set_of_handlers():
+    """mapproxy_common alone reloads and restarts the MapProxy service, by the documented topics."""
+    assert SERVICE_TOPICS <= _handler_names(SHARED)
+    others = [path for path in (ROOT / "roles").glob("*/handlers/main.yml") if path.parts[-3] != SHARED]
+    for path in others:
+        assert "mapproxy_service_name" not in path.read_text(encoding="utf-8"), path
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_notify_reaches_a_handler_the_role_has(role):
+    """A role used alone has every handler it notifies: its own, or mapproxy_common's topics."""
+    notified = set()
+    for path in (ROOT / "roles" / role / "tasks").rglob("*.yml"):
+        for name in re.findall(r"^\s*notify:\s*(.+)$", path.read_text(encoding="utf-8"), re.M):
+            notified.update(re.findall(r"'([^']+)'", name) if "{{" in name else [name.strip().strip('"')])
+    available = _handler_names(role)
+    dependencies = [dep["role"] if isinstance(dep, dict) else dep
+                    for dep in _load(ROOT / "roles" / role / "meta" / "main.yml").get("dependencies", [])]
+    if "p2d2.mapproxy." + SHARED in dependencies:
+        available |= _handler_names(SHARED)
+    assert notified <= available, sorted(notified - available)
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """The collection built with ansible-galaxy and installed into an empty collections path."""
