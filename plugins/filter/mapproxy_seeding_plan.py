@@ -10,6 +10,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
+from ansible.utils.display import Display
+
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import parse_age
 
 DOCUMENTATION = r"""
 name: mapproxy_seeding_plan
@@ -21,6 +24,9 @@ description:
     or a mapping C({from, to}); they are returned as a sorted list.
   - Durations use mapproxy-seed's format (C(90s), C(45m), C(6h), C(1d); a bare number is seconds) and
     are also returned in seconds. Sizes take binary units (C(500M), C(20G); a bare number is bytes).
+  - A cleanup job's C(max_age) is read as the module p2d2.mapproxy.mapproxy_cache_clean reads it (C(30d),
+    C(12h), C({days: 30})); a bare number is days. The old key C(max_age_days) still works, with a deprecation
+    warning, until 0.3.0.
   - What the filter cannot know is checked on the host by the role (schedules with
     C(systemd-analyze calendar), cache, grid and level names with MapProxy's loader).
 options:
@@ -75,8 +81,8 @@ MAX_LEVEL = 30
 
 SEED_KEYS = {'name', 'caches', 'grids', 'bbox', 'srs', 'coverage', 'levels', 'refresh_before', 'schedule',
              'max_duration', 'concurrency', 'randomized_delay'}
-CLEANUP_KEYS = {'name', 'caches', 'grids', 'levels', 'max_age_days', 'remove_all', 'schedule', 'max_duration',
-                'randomized_delay'}
+CLEANUP_KEYS = {'name', 'caches', 'grids', 'levels', 'max_age', 'max_age_days', 'remove_all', 'schedule',
+                'max_duration', 'randomized_delay'}
 LIMIT_KEYS = {'name', 'caches', 'grids', 'max_size', 'max_filesystem_percent', 'target_percent', 'schedule',
               'max_duration', 'randomized_delay'}
 DEFAULTS = {
@@ -273,22 +279,61 @@ def _seed(entry, coverages, defaults):
     return out
 
 
+class _AgeError:
+    """parse_age reports through a module's fail_json: here, through the entry."""
+
+    def __init__(self, entry):
+        self.entry = entry
+
+    def fail_json(self, msg):
+        self.entry.fail(msg)
+
+
+def _max_age_seconds(entry):
+    """The age of a cleanup job in seconds: max_age as the module mapproxy_cache_clean reads it
+    (30d, 12h, {days: 30}; a bare number is days), or the deprecated max_age_days."""
+    item = entry.item
+    if 'max_age_days' in item:
+        if 'max_age' in item:
+            entry.fail("give 'max_age' only; 'max_age_days' is its old name")
+        Display().deprecated(f"{entry.label}: 'max_age_days' is now 'max_age' (a bare number is still days, "
+                             "and 12h or 2w work too)", version='0.3.0', collection_name='p2d2.mapproxy')
+        key, value = 'max_age_days', item['max_age_days']
+    else:
+        key, value = 'max_age', item['max_age']
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Mapping)):
+        entry.fail(f"'{key}' is {value!r}: give an age such as 30d, 12h or {{days: 30}} (a bare number is days)")
+    seconds = value * 86400 if isinstance(value, (int, float)) else parse_age(_AgeError(entry), value, repr(key))
+    if seconds <= 0:
+        entry.fail(f"'{key}' is {value!r}: give an age above 0, such as 30d")
+    return seconds
+
+
+def _age_text(seconds):
+    for unit, size in (('days', 86400), ('hours', 3600), ('minutes', 60)):
+        if seconds % size == 0:
+            return f"{int(seconds // size)} {unit}"
+    return f"{seconds:g} seconds"
+
+
 def _cleanup(entry, defaults):
     item = entry.item
     out = _common(entry, CLEANUP_KEYS, defaults)
-    has_age = 'max_age_days' in item
+    has_age = 'max_age' in item or 'max_age_days' in item
     remove_all = item.get('remove_all', False)
     if not isinstance(remove_all, bool):
         entry.fail(f"'remove_all' is {remove_all!r}: give true or false")
     if has_age == remove_all:
-        entry.fail("give exactly one of 'max_age_days' (remove tiles older than that) and 'remove_all: true'")
+        entry.fail("give exactly one of 'max_age' (remove tiles older than that, such as 30d) and 'remove_all: true'")
     if has_age:
-        age = item['max_age_days']
-        if isinstance(age, bool) or not isinstance(age, (int, float)) or age <= 0:
-            entry.fail(f"'max_age_days' is {age!r}: give a number of days above 0")
-        out['max_age_days'] = age
+        seconds = _max_age_seconds(entry)
+        days = seconds / 86400
+        # p2d2-mapproxy-cache --max-age-days: a whole number stays one (the unit stays the same).
+        out['max_age_days'] = int(days) if days == int(days) else round(days, 6)
+        out['max_age_text'] = _age_text(seconds)
     else:
         out['max_age_days'] = None
+        out['max_age_text'] = None
     out['remove_all'] = remove_all
     out['levels'] = parse_levels(item['levels'], entry) if 'levels' in item else []
     out['unit'] = f"mapproxy-cleanup-{out['name']}"

@@ -12,7 +12,7 @@ short_description: Remove old or all tiles from MapProxy file caches
 version_added: 0.1.0
 description:
   - Removes the tiles of MapProxy file caches that are older than O(max_age), or all tiles
-    (O(all)), optionally only on some O(levels) and inside a O(bbox).
+    (O(remove_all)), optionally only on some O(levels) and inside a O(bbox).
   - MapProxy has no C(clean-cache) command; its own cleanup tasks (C(mapproxy-seed --cleanup))
     are not used because in MapProxy 7.0.0 a cleanup without coverage silently skips levels
     0 to 9 of caches with C(directory_layout=tms) and prints no counts. This module reads the
@@ -56,13 +56,15 @@ options:
         A dictionary of V(weeks), V(days), V(hours), V(minutes) and V(seconds) (added up),
         such as V({days: 30}), or a string of a number and one of the units C(w), C(d), C(h),
         C(m), C(s), such as V(30d).
-      - Exactly one of O(max_age) and O(all=true) is required.
+      - Exactly one of O(max_age) and O(remove_all=true) is required.
     type: raw
-  all:
+  remove_all:
     description:
       - Set to V(true) to remove every tile of the selected caches, grids and levels.
-      - Exactly one of O(max_age) and O(all=true) is required.
+      - Exactly one of O(max_age) and O(remove_all=true) is required.
+      - C(all) is its old name; it works, with a deprecation warning, until 0.3.0.
     type: bool
+    aliases: [all]
   levels:
     description:
       - >-
@@ -123,7 +125,7 @@ EXAMPLES = r"""
   p2d2.mapproxy.mapproxy_cache_clean:
     caches:
       - geoserver_cache
-    all: true
+    remove_all: true
   check_mode: true
   register: __mapproxy_clean
 
@@ -131,7 +133,7 @@ EXAMPLES = r"""
   p2d2.mapproxy.mapproxy_cache_clean:
     caches:
       - geoserver_cache
-    all: true
+    remove_all: true
 
 - name: Remove tiles of levels 11 to 14 around Cologne that are older than a week
   p2d2.mapproxy.mapproxy_cache_clean:
@@ -158,7 +160,7 @@ bytes_removed:
   type: int
   sample: 15034331
 cutoff:
-  description: Tiles modified before this time (ISO 8601, UTC) were removed. V(null) with O(all).
+  description: Tiles modified before this time (ISO 8601, UTC) were removed. V(null) with O(remove_all).
   returned: always
   type: str
   sample: "2026-10-25T05:31:54+00:00"
@@ -227,7 +229,8 @@ def main():
             caches=dict(type='list', elements='str', required=True),
             grids=dict(type='list', elements='str', default=[]),
             max_age=dict(type='raw'),
-            all=dict(type='bool'),
+            remove_all=dict(type='bool', aliases=['all'],
+                            deprecated_aliases=[dict(name='all', version='0.3.0', collection_name='p2d2.mapproxy')]),
             levels=dict(type='raw'),
             bbox=dict(type='list', elements='float'),
             srs=dict(type='str', default='EPSG:4326'),
@@ -236,16 +239,17 @@ def main():
             lock_timeout=dict(type='int', default=60),
             venv=dict(type='path', default=DEFAULT_VENV),
         ),
+        mutually_exclusive=[('max_age', 'remove_all')],
+        required_one_of=[('max_age', 'remove_all')],
         supports_check_mode=True,
     )
     params = module.params
     if not params['caches']:
         module.fail_json(msg='Option caches is empty: name the caches to clean.')
-    if params['all'] and params['max_age'] is not None:
-        module.fail_json(msg='Options max_age and all are mutually exclusive: set one of them.')
-    if not params['all'] and params['max_age'] is None:
-        module.fail_json(msg='Set max_age (remove tiles older than that) or all: true (remove every tile).')
-    max_age = None if params['all'] else parse_age(module, params['max_age'], 'max_age')
+    # remove_all: false passes the spec's checks.
+    if not params['remove_all'] and params['max_age'] is None:
+        module.fail_json(msg='Set max_age (remove tiles older than that) or remove_all: true (remove every tile).')
+    max_age = None if params['remove_all'] else parse_age(module, params['max_age'], 'max_age')
     levels = parse_levels(module, params['levels'], 'levels')
     if params['bbox'] is not None and len(params['bbox']) != 4:
         module.fail_json(msg='Option bbox needs 4 numbers [minx, miny, maxx, maxy], not %d.' % len(params['bbox']))

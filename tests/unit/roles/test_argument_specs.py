@@ -35,7 +35,7 @@ def test_the_defaults_pass(role):
 
 
 JOB = {'name': 'osm', 'caches': ['osm_cache'], 'levels': '0-5'}
-CLEANUP = {'name': 'old', 'caches': ['osm_cache'], 'max_age_days': 30}
+CLEANUP = {'name': 'old', 'caches': ['osm_cache'], 'max_age': '30d'}
 LIMIT = {'name': 'osm', 'caches': ['osm_cache'], 'max_size': '20G'}
 
 # role, arguments, parts of the message
@@ -52,10 +52,10 @@ CASES = {
                         ['concurrency', 'int']),
     'job_refresh': ('mapproxy_seeding', {'mapproxy_seeding_jobs': [dict(JOB, refresh_before='7 days')]},
                     ['refresh_before', 'dict']),
-    'cleanup_unknown_key': ('mapproxy_seeding', {'mapproxy_seeding_cleanup_jobs': [dict(CLEANUP, max_age=30)]},
-                            ['max_age', 'mapproxy_seeding_cleanup_jobs']),
+    'cleanup_unknown_key': ('mapproxy_seeding', {'mapproxy_seeding_cleanup_jobs': [dict(CLEANUP, max_days=30)]},
+                            ['max_days', 'mapproxy_seeding_cleanup_jobs']),
     'cleanup_neither': ('mapproxy_seeding', {'mapproxy_seeding_cleanup_jobs': [{'name': 'old', 'caches': ['x']}]},
-                        ['one of the following is required: max_age_days, remove_all']),
+                        ['one of the following is required: max_age, max_age_days, remove_all']),
     'cleanup_all': ('mapproxy_seeding', {'mapproxy_seeding_cleanup_jobs': [dict(CLEANUP, remove_all='sometimes')]},
                     ['remove_all', 'bool']),
     'limit_both': ('mapproxy_seeding', {'mapproxy_seeding_cache_limits': [dict(LIMIT, max_filesystem_percent=80)]},
@@ -91,7 +91,8 @@ def test_the_documented_forms_pass():
             dict(JOB, levels={'from': 0, 'to': 5}, coverage='germany', grids=['webmercator']),
         ],
         'mapproxy_seeding_cleanup_jobs': [dict(CLEANUP, levels='0-5'), {'name': 'all', 'caches': ['x'], 'remove_all': True},
-                                          dict(CLEANUP, remove_all=False)],
+                                          dict(CLEANUP, remove_all=False), dict(CLEANUP, max_age={'days': 30}),
+                                          {'name': 'old', 'caches': ['x'], 'max_age_days': 30}],
         'mapproxy_seeding_cache_limits': [LIMIT, {'name': 'fs', 'caches': ['x'], 'max_filesystem_percent': 85,
                                                   'target_percent': 80}],
     }) == ''

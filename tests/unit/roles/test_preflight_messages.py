@@ -128,12 +128,12 @@ CASES = {
                   'mapproxy_nginx_fast_path: caches must be a mapping'),
     'seeding_schedule': ('mapproxy_seeding', {'mapproxy_seeding_jobs': [], 'mapproxy_seeding_cache_limits': [],
                                               'mapproxy_seeding_cleanup_jobs': [
-                                                  {'name': 'old', 'caches': ['osm_cache'], 'max_age_days': 30,
+                                                  {'name': 'old', 'caches': ['osm_cache'], 'max_age': '30d',
                                                    'schedule': 'when it rains'}]},
                          "The schedule 'when it rains' of old is not a systemd calendar expression"),
     'seeding_gap': ('mapproxy_seeding', {'mapproxy_seeding_jobs': [], 'mapproxy_seeding_cache_limits': [],
                                          'mapproxy_seeding_cleanup_jobs': [
-                                             {'name': 'old', 'caches': ['osm_cache'], 'max_age_days': 30,
+                                             {'name': 'old', 'caches': ['osm_cache'], 'max_age': '30d',
                                               'schedule': 'hourly', 'max_duration': '2h'}]},
                     "Job 'old' may run 2h (max_duration"),
     'seeding_venv': ('mapproxy_seeding', {'mapproxy_venv_path': '/nonexistent/venv'},

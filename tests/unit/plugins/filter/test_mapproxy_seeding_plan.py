@@ -87,15 +87,38 @@ def test_bad_seeding_jobs_are_named(job, message):
 
 
 @pytest.mark.parametrize('job, message', [
-    ({'name': 'c', 'caches': ['a']}, r"mapproxy_seeding_cleanup_jobs\[0\] \(c\): give exactly one of 'max_age_days'"),
-    ({'name': 'c', 'caches': ['a'], 'max_age_days': 3, 'remove_all': True}, r"exactly one of 'max_age_days'"),
+    ({'name': 'c', 'caches': ['a']}, r"mapproxy_seeding_cleanup_jobs\[0\] \(c\): give exactly one of 'max_age'"),
+    ({'name': 'c', 'caches': ['a'], 'max_age': '3d', 'remove_all': True}, r"exactly one of 'max_age'"),
+    ({'name': 'c', 'caches': ['a'], 'max_age_days': 3, 'remove_all': True}, r"exactly one of 'max_age'"),
+    ({'name': 'c', 'caches': ['a'], 'max_age': 0}, r"'max_age' is 0: give an age above 0"),
     ({'name': 'c', 'caches': ['a'], 'max_age_days': 0}, r"'max_age_days' is 0"),
+    ({'name': 'c', 'caches': ['a'], 'max_age': '30 days'}, r"\(c\): Option 'max_age': '30 days' is not an age"),
+    ({'name': 'c', 'caches': ['a'], 'max_age': {'months': 1}}, r"Unknown key months in option 'max_age'"),
+    ({'name': 'c', 'caches': ['a'], 'max_age': True}, r"'max_age' is True"),
+    ({'name': 'c', 'caches': ['a'], 'max_age': '3d', 'max_age_days': 3}, r"give 'max_age' only"),
     ({'name': 'c', 'caches': ['a'], 'remove_all': 'yes'}, r"'remove_all' is 'yes'"),
     ({'name': 'c', 'caches': ['a'], 'remove_all': True, 'levels': '9-3'}, r"runs backwards"),
 ])
 def test_bad_cleanup_jobs_are_named(job, message):
     with pytest.raises(AnsibleFilterError, match=message):
         mapproxy_seeding_plan([], cleanup_jobs=[job])
+
+
+@pytest.mark.parametrize('age, days, text', [
+    ('30d', 30, '30 days'), (30, 30, '30 days'), ('12h', 0.5, '12 hours'), ('2w', 14, '14 days'),
+    ({'days': 1, 'hours': 12}, 1.5, '36 hours'), ('90m', 0.0625, '90 minutes'), (0.5, 0.5, '12 hours'),
+])
+def test_a_cleanup_age_reads_as_the_module_reads_it(age, days, text):
+    plan = mapproxy_seeding_plan([], cleanup_jobs=[{'name': 'c', 'caches': ['a'], 'max_age': age}])
+    assert (plan['cleanups'][0]['max_age_days'], plan['cleanups'][0]['max_age_text']) == (days, text)
+
+
+def test_the_old_key_max_age_days_works_with_a_deprecation(capfd):
+    # A name of its own: Ansible prints the same deprecation once.
+    plan = mapproxy_seeding_plan([], cleanup_jobs=[{'name': 'legacy', 'caches': ['a'], 'max_age_days': 30}])
+    assert plan['cleanups'][0]['max_age_days'] == 30
+    err = capfd.readouterr().err
+    assert "'max_age_days' is now 'max_age'" in err and 'version 0.3.0' in err, err
 
 
 @pytest.mark.parametrize('size, expected', [

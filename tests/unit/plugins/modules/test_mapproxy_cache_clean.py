@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from ansible.module_utils.common import warnings as ansible_warnings
 from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import (
     VENV,
     dump_yaml,
@@ -124,7 +125,7 @@ def test_check_mode_removes_nothing_and_lists_what_would_go(seeded):
 
 def test_all_empties_the_cache(seeded):
     config, cache_dir, tiles = seeded('tms')
-    result = clean(config=config, caches=['osm_cache'], all=True)
+    result = clean(config=config, caches=['osm_cache'], remove_all=True)
     assert not result['failed'], result['msg']
     assert result['changed'] is True
     assert result['tiles_removed'] == len(tiles)
@@ -138,7 +139,7 @@ def test_all_empties_the_cache(seeded):
 
 def test_all_on_some_levels(seeded):
     config, cache_dir, tiles = seeded('tc')
-    result = clean(config=config, caches=['osm_cache'], all=True, levels={'from': 11, 'to': 12})
+    result = clean(config=config, caches=['osm_cache'], remove_all=True, levels={'from': 11, 'to': 12})
     assert not result['failed'], result['msg']
     left = {rel for rel in files_under(cache_dir) if not rel.startswith('tile_locks')}
     assert left == {rel for rel in tiles if level_of('tc', rel) < 11}
@@ -150,7 +151,7 @@ def test_bbox_limits_the_cleanup(seeded):
     inner = (6.5, 50.5, 7.5, 51.0)
     config, cache_dir, _tiles = seeded('tms', bbox=area, levels=range(0, 8))
     before = tms_tile_files(cache_dir)
-    result = clean(config=config, caches=['osm_cache'], all=True, bbox=list(inner), levels=[6, 7])
+    result = clean(config=config, caches=['osm_cache'], remove_all=True, bbox=list(inner), levels=[6, 7])
     assert not result['failed'], result['msg']
     expected_removed = xyz_tiles(inner, 6) | xyz_tiles(inner, 7)
     assert expected_removed <= before
@@ -162,30 +163,40 @@ def test_cache_lock_of_mapproxy_seed_is_respected(seeded, tmp_path):
     config, cache_dir, tiles = seeded('tms')
     with seed_lock_held(tmp_path / 'cache', 'osm_cache') as holder:
         start = time.monotonic()
-        result = clean(config=config, caches=['osm_cache'], all=True, lock_timeout=1)
+        result = clean(config=config, caches=['osm_cache'], remove_all=True, lock_timeout=1)
         assert result['failed']
         assert time.monotonic() - start < 15
         assert 'is locked by mapproxy-seed (pid %d' % holder.pid in result['msg']
         assert {rel for rel in files_under(cache_dir) if not rel.startswith('tile_locks')} == tiles
     # the holder is gone: its stale lock row no longer blocks
-    result = clean(config=config, caches=['osm_cache'], all=True, lock_timeout=5)
+    result = clean(config=config, caches=['osm_cache'], remove_all=True, lock_timeout=5)
     assert not result['failed'], result['msg']
     assert result['tiles_removed'] == len(tiles)
 
 
+def test_the_old_option_all_works_with_a_deprecation(seeded):
+    config, cache_dir, tiles = seeded()
+    ansible_warnings._global_deprecations.clear()
+    result = clean(config=config, caches=['osm_cache'], all=True)
+    assert not result['failed'], result['msg']
+    assert result['tiles_removed'] == len(tiles) and tms_tile_files(cache_dir) == set()
+    deprecations = [d['msg'] for d in ansible_warnings.get_deprecation_messages()]
+    assert "Alias 'all' is deprecated" in ' '.join(deprecations), deprecations
+
+
 @pytest.mark.parametrize('args, message', [
-    (dict(max_age={'days': 30}, all=True), 'Options max_age and all are mutually exclusive'),
-    (dict(), 'Set max_age'),
-    (dict(all=False), 'Set max_age'),
+    (dict(max_age={'days': 30}, remove_all=True), 'parameters are mutually exclusive: max_age|remove_all'),
+    (dict(), 'one of the following is required: max_age, remove_all'),
+    (dict(remove_all=False), 'Set max_age'),
     (dict(max_age={'day': 30}), 'Unknown key day in option max_age'),
     (dict(max_age='30 days'), "Option max_age: '30 days' is not an age"),
-    (dict(all=True, levels={'from': 12, 'to': 3}), 'Option levels: from (12) is greater than to (3).'),
-    (dict(all=True, levels=[25]), 'Option levels: grid webmercator has levels 0 to 19 only, not 25.'),
-    (dict(all=True, caches=['nope']), 'Unknown cache in option caches: nope.'),
-    (dict(all=True, grids=['GLOBAL_GEODETIC']), 'Grid GLOBAL_GEODETIC (option grids) not used by cache osm_cache'),
-    (dict(all=True, bbox=[-200, 0, 10, 10]), 'Option bbox: bbox [-200.0, 0.0, 10.0, 10.0] lies outside the valid area'),
-    (dict(all=True, bbox=[10, 0, 5, 10]), 'with minx < maxx'),
-    (dict(all=True, bbox=[1, 2, 3]), 'Option bbox needs 4 numbers'),
+    (dict(remove_all=True, levels={'from': 12, 'to': 3}), 'Option levels: from (12) is greater than to (3).'),
+    (dict(remove_all=True, levels=[25]), 'Option levels: grid webmercator has levels 0 to 19 only, not 25.'),
+    (dict(remove_all=True, caches=['nope']), 'Unknown cache in option caches: nope.'),
+    (dict(remove_all=True, grids=['GLOBAL_GEODETIC']), 'Grid GLOBAL_GEODETIC (option grids) not used by cache osm_cache'),
+    (dict(remove_all=True, bbox=[-200, 0, 10, 10]), 'Option bbox: bbox [-200.0, 0.0, 10.0, 10.0] lies outside the valid area'),
+    (dict(remove_all=True, bbox=[10, 0, 5, 10]), 'with minx < maxx'),
+    (dict(remove_all=True, bbox=[1, 2, 3]), 'Option bbox needs 4 numbers'),
 ])
 def test_bad_options_fail_with_a_named_message(seeded_once, args, message):
     config, cache_dir, tiles = seeded_once
