@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from ansible.errors import AnsibleFilterError
 from ansible.utils.display import Display
 
-from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import parse_age
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import parse_age, parse_levels as _parse_levels
 
 DOCUMENTATION = r"""
 name: mapproxy_seeding_plan
@@ -21,7 +21,8 @@ description:
   - Used by the role p2d2.mapproxy.mapproxy_seeding. Checks its job variables and returns them in one
     normalised form, or fails with a message that names the variable, the entry and what to change.
   - Levels are given as a number, a range such as C(11-14), a list such as C(3,5,7-9) or C([3, 5]),
-    or a mapping C({from, to}); they are returned as a sorted list.
+    or a mapping C({from, to}), read by the same parser as the modules' O(levels); they are returned as
+    a sorted list.
   - Durations use mapproxy-seed's format (C(90s), C(45m), C(6h), C(1d); a bare number is seconds) and
     are also returned in seconds. Sizes take binary units (C(500M), C(20G); a bare number is bytes).
   - A cleanup job's C(max_age) is read as the module p2d2.mapproxy.mapproxy_cache_clean reads it (C(30d),
@@ -108,6 +109,16 @@ class _Entry:
         raise AnsibleFilterError(f"{self.label}: {msg}")
 
 
+class _Reporter:
+    """The parsers of module_utils report through a module's fail_json: here, through the entry."""
+
+    def __init__(self, entry):
+        self.entry = entry
+
+    def fail_json(self, msg):
+        self.entry.fail(msg)
+
+
 def _is_list(value):
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
@@ -132,32 +143,14 @@ def _names(entry, key, required):
 
 
 def parse_levels(value, entry, key='levels'):
-    levels = set()
-    if _is_int(value):
-        levels.add(value)
-    elif isinstance(value, str):
-        for part in value.split(','):
-            match = re.match(r'^\s*([0-9]+)\s*(?:-\s*([0-9]+))?\s*$', part)
-            if not match:
-                entry.fail(f"'{key}' is {value!r}: give a level, a range such as 11-14, or a list such as 3,5,7-9")
-            first = int(match.group(1))
-            last = int(match.group(2)) if match.group(2) is not None else first
-            if last < first:
-                entry.fail(f"'{key}' range {part.strip()!r} runs backwards")
-            levels.update(range(first, last + 1))
-    elif _is_list(value) and value and all(_is_int(v) for v in value):
-        levels.update(value)
-    elif isinstance(value, Mapping) and set(value) == {'from', 'to'} \
-            and _is_int(value['from']) and _is_int(value['to']):
-        if value['to'] < value['from']:
-            entry.fail(f"'{key}' runs backwards: from {value['from']} to {value['to']}")
-        levels.update(range(value['from'], value['to'] + 1))
-    else:
-        entry.fail(f"'{key}' is {value!r}: give a level, a range such as 11-14, a list, or {{from: N, to: M}}")
-    bad = sorted(level for level in levels if not 0 <= level <= MAX_LEVEL)
+    """The levels of an entry, read by the parser of the modules (module_utils)."""
+    if value is None:
+        entry.fail(f"'{key}' is empty: give a level, a range such as 11-14, a list, or {{from: N, to: M}}")
+    levels = _parse_levels(_Reporter(entry), value, repr(key))
+    bad = [level for level in levels if level > MAX_LEVEL]
     if bad:
         entry.fail(f"'{key}' has levels outside 0-{MAX_LEVEL}: {bad}")
-    return sorted(levels)
+    return levels
 
 
 def parse_duration(value, entry, key):
@@ -279,16 +272,6 @@ def _seed(entry, coverages, defaults):
     return out
 
 
-class _AgeError:
-    """parse_age reports through a module's fail_json: here, through the entry."""
-
-    def __init__(self, entry):
-        self.entry = entry
-
-    def fail_json(self, msg):
-        self.entry.fail(msg)
-
-
 def _max_age_seconds(entry):
     """The age of a cleanup job in seconds: max_age as the module mapproxy_cache_clean reads it
     (30d, 12h, {days: 30}; a bare number is days), or the deprecated max_age_days."""
@@ -303,7 +286,7 @@ def _max_age_seconds(entry):
         key, value = 'max_age', item['max_age']
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Mapping)):
         entry.fail(f"'{key}' is {value!r}: give an age such as 30d, 12h or {{days: 30}} (a bare number is days)")
-    seconds = value * 86400 if isinstance(value, (int, float)) else parse_age(_AgeError(entry), value, repr(key))
+    seconds = value * 86400 if isinstance(value, (int, float)) else parse_age(_Reporter(entry), value, repr(key))
     if seconds <= 0:
         entry.fail(f"'{key}' is {value!r}: give an age above 0, such as 30d")
     return seconds

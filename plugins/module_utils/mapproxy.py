@@ -427,8 +427,13 @@ def grid_directories(module, info, cache_grids, require_complete=True):
 # Options
 
 
+_LEVEL_PART_RE = re.compile(r'^\s*([0-9]+)\s*(?:-\s*([0-9]+))?\s*$')
+
+
 def parse_levels(module, value, option='levels'):
-    """``[0, 1, 5]`` or ``{from: 0, to: 10}`` to a sorted list of ints (or None)."""
+    """The one level syntax of the modules, the roles and the playbooks: a level (``5``), text
+    with levels and ranges (``11-14``, ``3,5,7-9``), a list (``[3, 5]``) or ``{from: 0, to: 10}``.
+    Returns a sorted list of ints (None for None); ``module.fail_json`` names ``option``."""
     if value is None:
         return None
     if isinstance(value, dict):
@@ -443,11 +448,28 @@ def parse_levels(module, value, option='levels'):
         if start > stop:
             module.fail_json(msg='Option %s: from (%d) is greater than to (%d).' % (option, start, stop))
         return list(range(start, stop + 1))
+    if isinstance(value, str):
+        levels = set()
+        for part in value.split(','):
+            match = _LEVEL_PART_RE.match(part)
+            if not match:
+                module.fail_json(msg='Option %s: %r is not a level, a range such as 11-14 or a list such as 3,5,7-9.'
+                                 % (option, value))
+            first = int(match.group(1))
+            last = int(match.group(2)) if match.group(2) is not None else first
+            if last < first:
+                module.fail_json(msg='Option %s: the range %s runs backwards (give the lower level first).'
+                                 % (option, part.strip()))
+            levels.update(range(first, last + 1))
+        return sorted(levels)
     if isinstance(value, (list, tuple)):
         if not value:
             module.fail_json(msg='Option %s is an empty list.' % option)
         return sorted(set(_as_level(module, v, option) for v in value))
-    module.fail_json(msg='Option %s must be a list of levels or {from: N, to: M}, not %r.' % (option, value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [_as_level(module, value, option)]
+    module.fail_json(msg='Option %s must be a level, a range such as 11-14, a list of levels or {from: N, to: M}, not %r.'
+                     % (option, value))
 
 
 def _as_level(module, value, option):

@@ -68,8 +68,9 @@ options:
   levels:
     description:
       - >-
-        Only remove tiles on these levels, a list of level numbers such as V([0, 1, 2]) or a
-        range V({from: 11, to: 14}).
+        Only remove tiles on these levels - a level such as V(5), levels and ranges as text
+        such as V(11-14) or V(3,5,7-9), a list such as V([0, 1, 2]) or V({from: 11, to: 14}).
+        The role p2d2.mapproxy.mapproxy_seeding and the playbooks read levels the same way.
       - By default all levels.
     type: raw
   bbox:

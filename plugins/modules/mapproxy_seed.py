@@ -82,7 +82,9 @@ options:
   levels:
     description:
       - >-
-        Levels to seed, a list such as V([0, 1, 2]) or a range such as V({from: 0, to: 10}).
+        Levels to seed - a level such as V(5), levels and ranges as text such as V(11-14) or
+        V(3,5,7-9), a list such as V([0, 1, 2]) or V({from: 0, to: 10}). The role
+        p2d2.mapproxy.mapproxy_seeding and the playbooks read levels the same way.
       - Required because MapProxy seeds all levels of the grid without it.
     type: raw
     required: true

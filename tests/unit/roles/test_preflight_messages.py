@@ -201,7 +201,7 @@ PLAYBOOK_CASES = {
     'seed_cache': ('seed.yml', {'cache': 'osm cache'},
                    'cache=osm cache: give one name or several separated by commas'),
     'seed_levels': ('seed.yml', {'levels': '10-0'},
-                    'levels=10-0: give a level such as 5 or a range such as 0-10 (lower first)'),
+                    'Option levels: the range 10-0 runs backwards (give the lower level first).'),
     'seed_bbox': ('seed.yml', {'bbox': '9.0,52.5,5.8,50.2'},
                   'bbox=9.0,52.5,5.8,50.2: give minx,miny,maxx,maxy'),
     'seed_bbox_words': ('seed.yml', {'bbox': 'Cologne'}, 'bbox=Cologne: give minx,miny,maxx,maxy'),

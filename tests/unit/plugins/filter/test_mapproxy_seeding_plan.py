@@ -58,10 +58,12 @@ def test_levels_are_normalised(levels, expected):
 
 
 @pytest.mark.parametrize('job, message', [
-    (seed(levels='14-11'), r"mapproxy_seeding_jobs\[0\] \(j\): 'levels' range '14-11' runs backwards"),
+    (seed(levels='14-11'), r"mapproxy_seeding_jobs\[0\] \(j\): Option 'levels': the range 14-11 runs backwards"),
     (seed(levels='31'), r"levels outside 0-30"),
-    (seed(levels='all'), r"'levels' is 'all'"),
-    (seed(levels=True), r"'levels' is True"),
+    (seed(levels='all'), r"Option 'levels': 'all' is not a level, a range such as 11-14"),
+    (seed(levels=True), r"Option 'levels' must be a level, a range such as 11-14, a list of levels or \{from: N, to: M\}, not True"),
+    (seed(levels=[3, 'x']), r"Option 'levels': 'x' is not a level number"),
+    (seed(levels=None), r"'levels' is empty"),
     ({'name': 'j', 'caches': ['c']}, r"'levels' is missing: without it mapproxy-seed seeds all 20 levels"),
     (seed(level='3'), r"unknown key\(s\) level"),
     (seed(name='Bad Name'), r"'name' is 'Bad Name'"),

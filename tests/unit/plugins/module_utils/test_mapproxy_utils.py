@@ -130,9 +130,28 @@ def test_parse_levels():
     assert mp.parse_levels(module, {'from': 2, 'to': 4}) == [2, 3, 4]
     assert mp.parse_levels(module, [3, 1, 1, '2']) == [1, 2, 3]
     assert mp.parse_levels(module, None) is None
-    for bad in ({'from': 4, 'to': 2}, [], 'all', [True], {'from': 0}, [-1]):
-        with pytest.raises(FailJson):
-            mp.parse_levels(module, bad)
+    # the text forms of the seeding role and the playbooks
+    assert mp.parse_levels(module, 5) == [5]
+    assert mp.parse_levels(module, '11-14') == [11, 12, 13, 14]
+    assert mp.parse_levels(module, ' 3, 5,7 - 9') == [3, 5, 7, 8, 9]
+    assert mp.parse_levels(module, '0') == [0]
+
+
+@pytest.mark.parametrize('value, message', [
+    ({'from': 4, 'to': 2}, 'from (4) is greater than to (2)'),
+    ([], 'is an empty list'),
+    ('all', "'all' is not a level, a range such as 11-14"),
+    ('3,,5', "'3,,5' is not a level"),
+    ('10-0', 'the range 10-0 runs backwards'),
+    ([True], 'is not a level number'),
+    (True, 'must be a level, a range such as 11-14'),
+    ({'from': 0}, 'needs both from and to'),
+    ([-1], 'is not a level number (0 or more)'),
+    (-1, 'is not a level number (0 or more)'),
+])
+def test_parse_levels_errors(value, message):
+    with pytest.raises(FailJson, match=re.escape(message)):
+        mp.parse_levels(FakeModule(), value)
 
 
 def test_parse_time_spec(tmp_path):
