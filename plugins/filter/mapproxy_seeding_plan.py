@@ -26,7 +26,7 @@ description:
   - Durations use mapproxy-seed's format (C(90s), C(45m), C(6h), C(1d); a bare number is seconds) and
     are also returned in seconds. Sizes take binary units (C(500M), C(20G); a bare number is bytes).
   - A cleanup job's C(max_age) is read as the module p2d2.mapproxy.mapproxy_cache_clean reads it (C(30d),
-    C(12h), C({days: 30})); a bare number is days. The old key C(max_age_days) still works, with a deprecation
+    C(12h), or C(days=30) as a mapping); a bare number is days. The old key C(max_age_days) still works, with a deprecation
     warning, until 0.3.0.
   - What the filter cannot know is checked on the host by the role (schedules with
     C(systemd-analyze calendar), cache, grid and level names with MapProxy's loader).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -102,6 +103,50 @@ def test_every_notify_reaches_a_handler_the_role_has(role):
     if "p2d2.mapproxy." + SHARED in dependencies:
         available |= _handler_names(SHARED)
     assert notified <= available, sorted(notified - available)
+
+
+PLUGINS = sorted(p for p in (ROOT / "plugins").glob("*/*.py")
+                 if p.name != "__init__.py" and p.parent.name in ("modules", "filter", "doc_fragments"))
+
+
+def _doc_strings(path):
+    """DOCUMENTATION, EXAMPLES and RETURN of a plugin file (each doc fragment's too), as text."""
+    found = {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and target.id in ("DOCUMENTATION", "EXAMPLES", "RETURN"):
+                    found[target.id] = node.value.value
+    return found
+
+
+def _texts_that_are_not_strings(value, where=""):
+    """Description-like entries that YAML read as something else (a ': ' in a plain scalar)."""
+    bad = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("description", "short_description", "notes", "seealso_text"):
+                for line in item if isinstance(item, list) else [item]:
+                    if not isinstance(line, str):
+                        bad.append(f"{where}.{key}: {line!r}")
+            bad += _texts_that_are_not_strings(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            bad += _texts_that_are_not_strings(item, where)
+    return bad
+
+
+@pytest.mark.parametrize("path", PLUGINS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_plugin_docs_are_yaml_with_text_where_text_belongs(path):
+    """What ansible-doc and ansible-test would reject, found in a second: unparsable YAML, or a
+    description line that YAML reads as a mapping."""
+    docs = _doc_strings(path)
+    if path.parent.name != "doc_fragments":
+        assert "DOCUMENTATION" in docs, path
+    for name, text in docs.items():
+        data = yaml.safe_load(text)
+        if name == "DOCUMENTATION":
+            assert not _texts_that_are_not_strings(data), _texts_that_are_not_strings(data)
 
 
 @pytest.fixture(scope="module")
