@@ -243,3 +243,35 @@ def test_every_playbook_parameter_failure_names_its_cause(tmp_path):
             elif ' '.join(expected.split()) not in ' '.join(message.split()) or 'Error while' in message:
                 problems.append('%s (%s): %r' % (name, playbook, message))
     assert not problems, '\n'.join(problems)
+
+
+def test_the_shared_values_are_checked_for_every_role_that_reads_them(tmp_path):
+    """Ansible runs a role dependency once per play unless it allows duplicates: a later
+    include_role with its own shared value must be checked again, not create a venv at
+    a relative path (the mapproxy_venv scenario once did)."""
+    out = tmp_path / 'message'
+    (tmp_path / 'play.yml').write_text(dump_yaml([{
+        'name': 'Run two roles, the second with a bad shared value',
+        'hosts': 'all',
+        'gather_facts': False,
+        'tasks': [
+            {'name': 'Run a preflight with the defaults',
+             'ansible.builtin.include_role': {'name': 'p2d2.mapproxy.mapproxy_venv', 'tasks_from': 'preflight'}},
+            {'name': 'Run it again',
+             'block': [{'name': 'Include it with a relative venv path',
+                        'ansible.builtin.include_role': {'name': 'p2d2.mapproxy.mapproxy_venv',
+                                                         'tasks_from': 'preflight'},
+                        'vars': {'mapproxy_venv_path': 'opt/venv'}}],
+             'rescue': [{'name': 'Record the message',
+                         'ansible.builtin.copy': {'content': __MESSAGES, 'dest': str(out), 'mode': '0600'}}]},
+        ],
+    }]))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(CHECKOUT / 'collections'),
+               ANSIBLE_HOME=str(tmp_path / 'ansible-home'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
+               ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='0')
+    proc = subprocess.run([PLAYBOOK, '-i', 'localhost,', '-c', 'local', '-e', 'ansible_python_interpreter=' + BASE_PYTHON,
+                           str(tmp_path / 'play.yml')],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert out.exists(), 'the second include accepted mapproxy_venv_path: opt/venv'
+    assert "mapproxy_venv_path is 'opt/venv': give an absolute path" in out.read_text()
