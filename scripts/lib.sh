@@ -134,7 +134,7 @@ ensure_images() {
 }
 
 # Container settings for systemd as PID 1 on this kind of machine; the Molecule base
-# config (.config/molecule/config.yml) uses the same.
+# create step (molecule/resources/create.yml) gives its platforms the same.
 SYSTEMD_CONTAINER_ARGS=(
   --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined
   --cgroupns host --volume /sys/fs/cgroup:/sys/fs/cgroup:rw
