@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_probe import PROBE_SCRIPT
+from ansible_collections.p2d2.mapproxy.plugins.module_utils import mapproxy_probe
 
 DEFAULT_VENV = '/opt/mapproxy/venv'
 DEFAULT_CONFIG = '/etc/mapproxy/mapproxy.yaml'
@@ -124,6 +124,17 @@ def tool_user(module, user, owner_of=None, option='user'):
     return ToolUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
+def probe_source():
+    """The source of module_utils/mapproxy_probe.py, which the probe runs in the venv's Python.
+    Read through its loader: in a module's payload it is a member of a zip, not a file."""
+    loader = getattr(mapproxy_probe, '__loader__', None)
+    source = loader.get_source(mapproxy_probe.__name__) if hasattr(loader, 'get_source') else None
+    if not source:
+        with open(mapproxy_probe.__file__) as handle:
+            source = handle.read()
+    return source
+
+
 def iso_time(timestamp):
     if timestamp is None:
         return None
@@ -155,8 +166,8 @@ class MapProxyVenv:
 
     def probe(self, request, timeout=PROBE_TIMEOUT, cwd=None):
         """Run the probe script in the venv's Python and return its JSON answer."""
-        argv = [self.python, '-I', '-c', PROBE_SCRIPT]
-        shown_cmd = '%s -I -c <p2d2.mapproxy probe script>' % self.python
+        argv = [self.python, '-I', '-c', probe_source()]
+        shown_cmd = '%s -I -c <p2d2.mapproxy module_utils/mapproxy_probe.py>' % self.python
         rc, out, err, timed_out = run_limited(self.module, argv, timeout, data=json.dumps(request),
                                               cwd=cwd or '/')
         if timed_out:

@@ -6,9 +6,11 @@
 """Python code that runs inside MapProxy's venv, not in the module.
 
 The modules run under the host's system Python, which has no MapProxy. They
-run ``VENV/bin/python -I -c PROBE_SCRIPT`` with a JSON request on stdin; the
-script imports MapProxy, does what the request asks and prints one JSON
-document on stdout. Everything MapProxy prints goes to stderr.
+run this file's source with ``VENV/bin/python -I -c`` (``probe_source()`` in
+module_utils/mapproxy.py reads it from the module's payload) and a JSON request
+on stdin; it imports MapProxy, does what the request asks and prints one JSON
+document on stdout. Everything MapProxy prints goes to stderr. Importing this
+file does nothing: MapProxy is imported inside the functions that need it.
 
 Request keys (all optional except ``config``):
 
@@ -26,7 +28,6 @@ Request keys (all optional except ``config``):
 
 from __future__ import annotations
 
-PROBE_SCRIPT = r'''
 import json
 import logging
 import math
@@ -34,19 +35,14 @@ import os
 import sys
 import warnings
 
-REAL_STDOUT = sys.stdout
-sys.stdout = sys.stderr
-
-REQUEST = json.loads(sys.stdin.read())
+# Set by run(): what the module asked, and the answer it reads back.
+REQUEST = {}
 RESULT = {'errors': [], 'warnings': []}
 
 
-def emit():
-    REAL_STDOUT.write(json.dumps(RESULT, default=str) + '\n')
-    REAL_STDOUT.flush()
-
-
 class Capture(logging.Handler):
+    """Keeps what MapProxy logs at WARNING and above, to report it with the check."""
+
     def __init__(self):
         logging.Handler.__init__(self, logging.WARNING)
         self.messages = []
@@ -64,23 +60,6 @@ class Capture(logging.Handler):
 
 
 CAPTURE = Capture()
-_mplog = logging.getLogger('mapproxy')
-_mplog.addHandler(CAPTURE)
-_mplog.setLevel(logging.WARNING)
-_mplog.propagate = False
-
-try:
-    import mapproxy
-    from mapproxy.version import version as MAPPROXY_VERSION
-    from mapproxy.config.loader import load_configuration, load_configuration_file
-    from mapproxy.config.spec import validate_options
-    from mapproxy.config.configuration.base import ConfigurationError
-except Exception as ex:  # ImportError and anything a broken install raises
-    RESULT['import_error'] = '%s: %s' % (type(ex).__name__, ex)
-    emit()
-    sys.exit(0)
-
-RESULT['mapproxy_version'] = MAPPROXY_VERSION
 
 
 def add_unique(target, messages):
@@ -91,6 +70,7 @@ def add_unique(target, messages):
 
 def in_words(ex):
     """Describe an exception so that a person can act on it."""
+    from mapproxy.config.configuration.base import ConfigurationError
     name = type(ex).__name__
     if isinstance(ex, KeyError):
         key = ex.args[0] if ex.args else ex
@@ -172,6 +152,8 @@ def relative_path_warnings(conf_dict):
 
 
 def inspect_config(path):
+    from mapproxy.config.loader import load_configuration, load_configuration_file
+    from mapproxy.config.spec import validate_options
     errors, warns = RESULT['errors'], RESULT['warnings']
     base_dir = os.path.abspath(os.path.dirname(path))
     try:
@@ -266,6 +248,28 @@ def check_objects(conf):
     return ok
 
 
+def cache_storage(cache_conf):
+    """Where one cache of a loaded configuration keeps its tiles, grid by grid, as
+    MapProxy itself resolves it (base_dir, cache_dir, directory, filename):
+    ``[(grid name, absolute path or None, MapProxy's tile cache object)]``. The path
+    is a file cache's directory, an mbtiles or GeoPackage cache's file, or None for
+    a cache that stores nothing on disk. Call it inside ``with conf:``. The
+    modules (through describe) and the seeding role's timer tool both read this."""
+    grid_names = [grid_name for grid_name, _grid_conf in cache_conf.grid_confs()]
+    storage = []
+    for grid_name, (_tile_grid, _extent, manager) in zip(grid_names, cache_conf.caches()):
+        tile_cache = manager.cache
+        path = None
+        if type(tile_cache).__name__ != 'DummyCache':
+            for attr in ('cache_dir', 'mbtile_file', 'geopackage_file', 'lock_dir'):
+                value = getattr(tile_cache, attr, None)
+                if isinstance(value, str):
+                    path = os.path.abspath(value)
+                    break
+        storage.append((grid_name, path, tile_cache))
+    return storage
+
+
 def describe(conf_dict, conf):
     services = conf_dict.get('services') or {}
     RESULT['services'] = sorted(services) if isinstance(services, dict) else []
@@ -328,23 +332,13 @@ def describe(conf_dict, conf):
             cache_conf = conf.caches[name]
             try:
                 with conf:
-                    managers = cache_conf.caches()
-                    grid_names = [g for g, _ in cache_conf.grid_confs()]
+                    storage = cache_storage(cache_conf)
             except Exception:
-                managers, grid_names = [], []
+                storage = []
             if not info['grids']:
-                info['grids'] = grid_names
-            for grid_name, (tile_grid, _extent, mgr) in zip(grid_names, managers):
-                tile_cache = mgr.cache
-                path = None
-                for attr in ('cache_dir', 'mbtile_file', 'geopackage_file', 'lock_dir'):
-                    path = getattr(tile_cache, attr, None)
-                    if isinstance(path, str):
-                        break
-                    path = None
-                if type(tile_cache).__name__ == 'DummyCache':
-                    path = None
-                info['directories'][grid_name] = os.path.abspath(path) if path else None
+                info['grids'] = [grid_name for grid_name, _path, _tile_cache in storage]
+            for grid_name, path, tile_cache in storage:
+                info['directories'][grid_name] = path
                 info['timestamps'] = bool(getattr(tile_cache, 'supports_timestamp', True))
                 if ctype == 'file' and path:
                     info['file_ext'] = getattr(tile_cache, 'file_ext', None)
@@ -543,10 +537,31 @@ class _Null(object):
         return False
 
 
-try:
-    main()
-except Exception as ex:
-    import traceback
-    RESULT['internal_error'] = '%s\n%s' % (in_words(ex), traceback.format_exc())
-emit()
-'''
+def run(request, out):
+    """Answer one request: load MapProxy, do what it asks, write one JSON line to out."""
+    REQUEST.clear()
+    REQUEST.update(request)
+    mplog = logging.getLogger('mapproxy')
+    mplog.addHandler(CAPTURE)
+    mplog.setLevel(logging.WARNING)
+    mplog.propagate = False
+    try:
+        from mapproxy.version import version
+        RESULT['mapproxy_version'] = version
+    except Exception as ex:  # ImportError and anything a broken install raises
+        RESULT['import_error'] = '%s: %s' % (type(ex).__name__, ex)
+    else:
+        try:
+            main()
+        except Exception as ex:
+            import traceback
+            RESULT['internal_error'] = '%s\n%s' % (in_words(ex), traceback.format_exc())
+    out.write(json.dumps(RESULT, default=str) + '\n')
+    out.flush()
+
+
+if __name__ == '__main__':
+    # Everything MapProxy prints goes to stderr: stdout carries the answer only.
+    ANSWER_OUT = sys.stdout
+    sys.stdout = sys.stderr
+    run(json.loads(sys.stdin.read()), ANSWER_OUT)

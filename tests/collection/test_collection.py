@@ -171,12 +171,13 @@ def test_artifact_leaves_out_the_test_bed(installed):
         assert not (root / name).exists(), f"{name} is in the built collection"
 
 
-def test_artifact_ships_the_tile_walker_with_the_seeding_role(installed):
-    """The role copies files/mapproxy_tiles.py, a link to module_utils: the built collection keeps it."""
+@pytest.mark.parametrize("name", ["mapproxy_tiles.py", "mapproxy_probe.py"])
+def test_artifact_ships_the_module_utils_the_seeding_role_installs(installed, name):
+    """The role copies files/NAME, a link to module_utils: the built collection keeps it."""
     _, _, root = installed
-    shipped = root / "roles" / "mapproxy_seeding" / "files" / "mapproxy_tiles.py"
-    source = root / "plugins" / "module_utils" / "mapproxy_tiles.py"
-    assert shipped.read_bytes() == source.read_bytes() == (ROOT / "plugins" / "module_utils" / "mapproxy_tiles.py").read_bytes()
+    shipped = root / "roles" / "mapproxy_seeding" / "files" / name
+    source = root / "plugins" / "module_utils" / name
+    assert shipped.read_bytes() == source.read_bytes() == (ROOT / "plugins" / "module_utils" / name).read_bytes()
 
 
 @pytest.mark.parametrize("role", ROLES)
