@@ -461,8 +461,8 @@ def plan_bbox(conf, request):
                 continue
             # as TileGrid.get_affected_level_tiles: ignore tiles only touched
             delta = grid.resolution(level) / 10.0
-            x0, y0, _ = grid.tile_coord_for_point(gbbox[0] + delta, gbbox[1] + delta, level)
-            x1, y1, _ = grid.tile_coord_for_point(gbbox[2] - delta, gbbox[3] - delta, level)
+            x0, y0, _z0 = grid.tile_coord_for_point(gbbox[0] + delta, gbbox[1] + delta, level)
+            x1, y1, _z1 = grid.tile_coord_for_point(gbbox[2] - delta, gbbox[3] - delta, level)
             w, h = grid.grid_sizes[level]
             xa, xb = sorted((x0, x1))
             ya, yb = sorted((y0, y1))
