@@ -29,6 +29,7 @@ import threading
 import time
 
 from ansible_collections.p2d2.mapproxy.plugins.module_utils import mapproxy_probe
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import levels_from_text
 
 DEFAULT_VENV = '/opt/mapproxy/venv'
 DEFAULT_CONFIG = '/etc/mapproxy/mapproxy.yaml'
@@ -438,9 +439,6 @@ def grid_directories(module, info, cache_grids, require_complete=True):
 # Options
 
 
-_LEVEL_PART_RE = re.compile(r'^\s*([0-9]+)\s*(?:-\s*([0-9]+))?\s*$')
-
-
 def parse_levels(module, value, option='levels'):
     """The one level syntax of the modules, the roles and the playbooks: a level (``5``), text
     with levels and ranges (``11-14``, ``3,5,7-9``), a list (``[3, 5]``) or ``{from: 0, to: 10}``.
@@ -460,19 +458,10 @@ def parse_levels(module, value, option='levels'):
             module.fail_json(msg='Option %s: from (%d) is greater than to (%d).' % (option, start, stop))
         return list(range(start, stop + 1))
     if isinstance(value, str):
-        levels = set()
-        for part in value.split(','):
-            match = _LEVEL_PART_RE.match(part)
-            if not match:
-                module.fail_json(msg='Option %s: %r is not a level, a range such as 11-14 or a list such as 3,5,7-9.'
-                                 % (option, value))
-            first = int(match.group(1))
-            last = int(match.group(2)) if match.group(2) is not None else first
-            if last < first:
-                module.fail_json(msg='Option %s: the range %s runs backwards (give the lower level first).'
-                                 % (option, part.strip()))
-            levels.update(range(first, last + 1))
-        return sorted(levels)
+        try:
+            return levels_from_text(value)
+        except ValueError as ex:
+            module.fail_json(msg='Option %s: %s.' % (option, ex))
     if isinstance(value, (list, tuple)):
         if not value:
             module.fail_json(msg='Option %s is an empty list.' % option)

@@ -31,8 +31,30 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 
 LAYOUTS = ('tc', 'mp', 'tms', 'reverse_tms', 'quadkey', 'arcgis')
+
+
+_LEVEL_PART_RE = re.compile(r'^\s*([0-9]+)\s*(?:-\s*([0-9]+))?\s*$')
+
+
+def levels_from_text(text):
+    """The levels of text such as ``5``, ``11-14`` or ``3,5,7-9``, sorted. The one reading
+    of level text: the modules (module_utils/mapproxy.py parse_levels, which also takes
+    lists and {from, to}), the seeding role's filter and its timer tool. Raises ValueError
+    with what is wrong."""
+    levels = set()
+    for part in str(text).split(','):
+        match = _LEVEL_PART_RE.match(part)
+        if not match:
+            raise ValueError('%r is not a level, a range such as 11-14 or a list such as 3,5,7-9' % (text,))
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise ValueError('the range %s runs backwards (give the lower level first)' % (part.strip(),))
+        levels.update(range(first, last + 1))
+    return sorted(levels)
 
 
 def _dec(name):
