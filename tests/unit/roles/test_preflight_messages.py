@@ -147,6 +147,13 @@ __MESSAGES = ("{{ ([ansible_failed_result.msg] + (ansible_failed_result.results 
               " | join(' | ') }}")
 
 
+def ansible_env(tmp_path):
+    """ansible-playbook against the checkout's collection, with its state in tmp_path."""
+    return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(CHECKOUT / 'collections'),
+                ANSIBLE_HOME=str(tmp_path / 'ansible-home'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
+                ANSIBLE_NOCOLOR='1', ANSIBLE_FORKS='8', ANSIBLE_RETRY_FILES_ENABLED='0')
+
+
 def test_every_preflight_failure_names_its_cause(tmp_path):
     out = tmp_path / 'messages'
     out.mkdir()
@@ -170,9 +177,7 @@ def test_every_preflight_failure_names_its_cause(tmp_path):
                                                  'mode': '0600'}}],
         }],
     }]))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(CHECKOUT / 'collections'),
-               ANSIBLE_HOME=str(tmp_path / 'ansible-home'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
-               ANSIBLE_NOCOLOR='1', ANSIBLE_FORKS='8', ANSIBLE_RETRY_FILES_ENABLED='0')
+    env = ansible_env(tmp_path)
     proc = subprocess.run([PLAYBOOK, '-i', str(tmp_path / 'inventory.json'), str(tmp_path / 'play.yml')],
                           capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
@@ -266,9 +271,7 @@ def test_the_shared_values_are_checked_for_every_role_that_reads_them(tmp_path):
                          'ansible.builtin.copy': {'content': __MESSAGES, 'dest': str(out), 'mode': '0600'}}]},
         ],
     }]))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(CHECKOUT / 'collections'),
-               ANSIBLE_HOME=str(tmp_path / 'ansible-home'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'ansible-tmp'),
-               ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='0')
+    env = ansible_env(tmp_path)
     proc = subprocess.run([PLAYBOOK, '-i', 'localhost,', '-c', 'local', '-e', 'ansible_python_interpreter=' + BASE_PYTHON,
                            str(tmp_path / 'play.yml')],
                           capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300, check=False)
