@@ -53,7 +53,9 @@ if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
   log "Plugin unit tests and the smoke check of the performance harness (pytest)"
   # tests/bench runs scripts/bench.py's measuring code with wrk against a local Gunicorn.
   ensure_apt_packages wrk
-  pytest
+  # One worker per core; worksteal hands the short tests to the idle worker while a long
+  # one (mapproxy-seed's progress file needs a run of over 30 s) holds the other.
+  pytest --numprocesses auto --dist worksteal
 
   log "ansible-test sanity (plugins and their tests)"
   run_sanity
