@@ -51,6 +51,8 @@ STATE = ROOT / '.testbed' / 'bench'
 CONTAINER = 'p2d2-bench'
 PUBLIC_PORT = 18880
 STATIC_PORT = 18881
+# Gunicorn's own TCP bind (mapproxy_gunicorn_backend_binds), for the rows that measure it without nginx.
+BACKEND_PORT = 18882
 STANDIN_PORT = 18891
 # --upstream-delay: a proxy in the container that answers like the stand-in, later.
 DELAY_PORT = 18892
@@ -88,7 +90,8 @@ VENV = '/opt/mapproxy/venv'
 
 # The layouts compared on cached and uncached tiles, in this order in every round.
 # A layout is extra vars for playbooks/site.yml, re-run with only `tags`; the first
-# one is the reference of the ratios. `static` is the static-file limit: nginx from
+# one is the reference of the ratios. `direct` layouts are measured on Gunicorn's own
+# TCP bind (BACKEND_PORT) instead of nginx's public port. `static` is the static-file limit: nginx from
 # Debian's packages serving the cache folder on STATIC_PORT (cached tiles only).
 # `profile` marks the layout that --profile records (a Gunicorn worker under load).
 DEFAULT_TAGS = ['mapproxy_gunicorn']
@@ -96,12 +99,11 @@ DEFAULT_TAGS = ['mapproxy_gunicorn']
 LAYOUT_TAGS = ['mapproxy_config', 'mapproxy_gunicorn', 'mapproxy_nginx']
 LAYOUTS = [
     {'name': 'defaults: nginx fast path + Gunicorn', 'vars': {}, 'tags': LAYOUT_TAGS},
-    {'name': 'Gunicorn only (fast path off)', 'vars': {'mapproxy_nginx_enabled': False},
-     'tags': LAYOUT_TAGS, 'profile': True},
+    {'name': 'Gunicorn only (no nginx)', 'vars': {}, 'direct': True, 'tags': LAYOUT_TAGS, 'profile': True},
     # The runbook's gunicorn.conf.py: sync, 4 workers, max_requests 1000 (+ jitter 50),
-    # keepalive 2, Gunicorn on the public port.
-    {'name': 'runbook: sync × 4, max_requests 1000', 'vars': {
-        'mapproxy_nginx_enabled': False, 'mapproxy_gunicorn_worker_class': 'sync',
+    # keepalive 2, Gunicorn asked directly (the runbook has no nginx).
+    {'name': 'runbook: sync × 4, max_requests 1000', 'direct': True, 'vars': {
+        'mapproxy_gunicorn_worker_class': 'sync',
         'mapproxy_gunicorn_workers': 4, 'mapproxy_gunicorn_max_requests': 1000,
         'mapproxy_gunicorn_max_requests_jitter': 50, 'mapproxy_gunicorn_keepalive': 2},
      'tags': LAYOUT_TAGS},
@@ -115,9 +117,9 @@ LAYOUTS = [
 def _gunicorn(worker_class, workers, threads=1, max_requests=0, keepalive=2):
     name = '%s %s' % (worker_class, '%d × %d' % (workers, threads) if worker_class == 'gthread' else '× %d' % workers)
     name += ', max_requests %d' % max_requests + (', keepalive %d' % keepalive if keepalive != 2 else '')
-    # Gunicorn alone on the public port: with the fast path, nginx would answer the cached tiles.
-    return {'name': name, 'tags': LAYOUT_TAGS,
-            'vars': {'mapproxy_nginx_enabled': False, 'mapproxy_gunicorn_worker_class': worker_class,
+    # Gunicorn asked directly: with the fast path, nginx would answer the cached tiles.
+    return {'name': name, 'tags': LAYOUT_TAGS, 'direct': True,
+            'vars': {'mapproxy_gunicorn_worker_class': worker_class,
                      'mapproxy_gunicorn_workers': workers, 'mapproxy_gunicorn_threads': threads,
                      'mapproxy_gunicorn_max_requests': max_requests,
                      'mapproxy_gunicorn_keepalive': keepalive}}
@@ -478,6 +480,7 @@ class Bench:
         self.applied = None
         self.base = 'http://127.0.0.1:%d' % PUBLIC_PORT
         self.static = 'http://127.0.0.1:%d' % STATIC_PORT
+        self.backend = 'http://127.0.0.1:%d' % BACKEND_PORT
         self.playbook_runs = 0
         self.rng = random.Random(args.seed)
 
@@ -495,7 +498,8 @@ class Bench:
         link.symlink_to(ROOT / 'inventory' / 'demo' / 'group_vars')
 
     def base_vars(self):
-        return {'p2d2_demo_port': PUBLIC_PORT, 'p2d2_standin_port': STANDIN_PORT}
+        return {'p2d2_demo_port': PUBLIC_PORT, 'p2d2_standin_port': STANDIN_PORT,
+                'mapproxy_gunicorn_backend_binds': ['127.0.0.1:%d' % BACKEND_PORT]}
 
     def playbook(self, name, playbook, extra=None, tags=None):
         """Run a playbook against the container; wall seconds and the changed count."""
@@ -522,10 +526,10 @@ class Bench:
         if run(['docker', 'container', 'inspect', CONTAINER], check=False).returncode == 0:
             log('Removing the container %s of an earlier run' % CONTAINER)
             run(['docker', 'rm', '-f', CONTAINER])
-        for port in (PUBLIC_PORT, STATIC_PORT, STANDIN_PORT):
+        for port in (PUBLIC_PORT, STATIC_PORT, STANDIN_PORT, BACKEND_PORT):
             if run(['ss', '-ltnH', 'sport = :%d' % port], check=False).stdout.strip():
-                raise BenchError('port %d is taken on this machine: the harness needs 127.0.0.1:%d, %d and %d'
-                                 % (port, PUBLIC_PORT, STATIC_PORT, STANDIN_PORT))
+                raise BenchError('port %d is taken on this machine: the harness needs 127.0.0.1:%d, %d, %d and %d'
+                                 % (port, PUBLIC_PORT, STATIC_PORT, STANDIN_PORT, BACKEND_PORT))
         args = [a for a in os.environ.get('P2D2_CONTAINER_ARGS', '').split('\n') if a]
         if not args:
             raise BenchError('P2D2_CONTAINER_ARGS is empty: run the harness with scripts/bench.sh')
@@ -578,10 +582,12 @@ class Bench:
         self.playbook('layout', 'site.yml', layout_vars, tags)
         dexec('systemctl restart %s.service' % SERVICE)
         self.applied = layout_vars
-        wait_for(self.base + self.cached_paths[0])
+        wait_for(self.url_of(layout) + self.cached_paths[0])
 
     def url_of(self, layout):
-        return self.static if layout.get('static') else self.base
+        if layout.get('static'):
+            return self.static
+        return self.backend if layout.get('direct') else self.base
 
     # -- the static limit ----------------------------------------------------
 
@@ -817,7 +823,7 @@ http {
         lua = write_lua(self.state / 'cached.lua', self.cached_paths, seed=self.args.seed)
         out = self.state / 'profile.txt'
         log('Profiling the Gunicorn master %s and its workers for %d s under load' % (masters[0], seconds))
-        load = WrkInBackground(self.base, lua, max(self.args.conns))
+        load = WrkInBackground(self.url_of(layout), lua, max(self.args.conns))
         time.sleep(1)
         try:
             run([str(pyspy), 'record', '--pid', masters[0], '--subprocesses', '--rate', '100',
