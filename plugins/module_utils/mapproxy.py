@@ -14,8 +14,8 @@ as a separate process: small probe scripts in the venv's Python (see
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
-import errno
 import json
 import os
 import pwd
@@ -164,6 +164,64 @@ class MapProxyVenv:
                 msg='The venv %s has no executable bin/%s: MapProxy is not installed there '
                     '(option venv): %s.' % (self.path, tool, VENV_FIX))
         return path
+
+    @contextlib.contextmanager
+    def cache_locks(self, lock_dir, caches, timeout):
+        """Hold mapproxy-seed's cache lock of each cache (``--use-cache-lock``) while the
+        block runs. The lock is MapProxy's own CacheLocker, held by the probe in the venv's
+        Python (``mapproxy_probe.cache_locks``, the code the timers' tool runs) until its
+        stdin closes. Returns the name of a cache whose lock was not free within ``timeout``
+        seconds instead of entering the block: ``with venv.cache_locks(...) as busy``."""
+        request = {'lock': {'dir': lock_dir, 'caches': sorted(caches), 'timeout': timeout}}
+        answer, proc, err = self._probe_start(request, timeout + PROBE_TIMEOUT)
+        try:
+            yield None if answer.get('locked') else answer.get('cache', '?')
+        finally:
+            proc.stdin.close()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            err.close()
+
+    def busy_caches(self, lock_dir, caches):
+        """The caches whose mapproxy-seed lock another process holds or waits for now."""
+        answer, proc, err = self._probe_start({'lock': {'dir': lock_dir, 'caches': sorted(caches), 'test': True}},
+                                              PROBE_TIMEOUT)
+        proc.stdin.close()
+        proc.wait()
+        err.close()
+        return answer.get('busy', [])
+
+    def _probe_start(self, request, timeout):
+        """Start the probe with a request and read its first answer line; it keeps running
+        (a lock request holds its locks until stdin closes)."""
+        shown_cmd = '%s -I -c <p2d2.mapproxy module_utils/mapproxy_probe.py>' % self.python
+        err = tempfile.TemporaryFile(mode='w+')
+        proc = subprocess.Popen([self.python, '-I', '-c', probe_source()], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, cwd='/', text=True)
+        proc.stdin.write(json.dumps(request) + '\n')
+        proc.stdin.flush()
+        line = ''
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            if selector.select(timeout):
+                line = proc.stdout.readline()
+        try:
+            answer = json.loads(line) if line.strip() else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            proc.kill()
+            proc.wait()
+            err.seek(0)
+            stderr = err.read()
+            err.close()
+            self.module.fail_json(msg='Taking the cache lock with the Python of the MapProxy venv %s failed: %s.'
+                                  % (self.path, (stderr.strip().splitlines() or ['no answer within %d s' % timeout])[-1]),
+                                  cmd=shown_cmd, stderr=stderr)
+        return answer, proc, err
 
     def probe(self, request, timeout=PROBE_TIMEOUT, cwd=None):
         """Run the probe script in the venv's Python and return its JSON answer."""
@@ -545,118 +603,6 @@ def parse_time_spec(module, value, option):
                              % (option, path))
         return {'mtime': path}
     return {'seconds': parse_age(module, value, option)}
-
-
-# ---------------------------------------------------------------------------
-# mapproxy-seed's cache lock
-
-
-class SeedCacheLock:
-    """The lock that ``mapproxy-seed --use-cache-lock`` takes per cache
-    (``mapproxy/seed/cachelock.py``): a SQLite file ``.mapproxy_seed.lck`` in
-    mapproxy-seed's working directory with one row per waiting or working
-    process. The first row of a cache whose process still runs holds it."""
-
-    FILENAME = '.mapproxy_seed.lck'
-
-    def __init__(self, lock_dir, polltime=0.2):
-        import sqlite3  # part of the standard library, but optional in some builds
-        self.sqlite3 = sqlite3
-        self.lock_dir = lock_dir
-        self.path = os.path.join(lock_dir, self.FILENAME)
-        self.polltime = polltime
-        self.pid = os.getpid()
-        self.held = []
-
-    def initialize(self):
-        created = not os.path.exists(self.path)
-        db = self.sqlite3.connect(self.path)
-        try:
-            db.execute('CREATE TABLE IF NOT EXISTS cache_locks (cache_name TEXT NOT NULL, '
-                       'created REAL NOT NULL, pid INTEGER NUT NULL);')
-            db.commit()
-        finally:
-            db.close()
-        if created:
-            share_ownership(self.path, self.lock_dir)
-
-    def holders(self, cache_name):
-        """PIDs of running processes that hold or wait for the lock of a cache."""
-        if not os.path.exists(self.path):
-            return []
-        db = self.sqlite3.connect(self.path)
-        try:
-            rows = db.execute('SELECT pid FROM cache_locks WHERE cache_name = ? ORDER BY created',
-                              (cache_name,)).fetchall()
-        except self.sqlite3.Error:
-            return []
-        finally:
-            db.close()
-        return [row[0] for row in rows if _pid_running(row[0])]
-
-    def acquire(self, cache_name, timeout):
-        self.initialize()
-        deadline = time.monotonic() + timeout
-        while True:
-            db = self.sqlite3.connect(self.path, isolation_level='EXCLUSIVE', timeout=max(timeout, 1))
-            try:
-                cur = db.cursor()
-                cur.execute('SELECT count(*) FROM cache_locks WHERE cache_name = ? AND pid = ?',
-                            (cache_name, self.pid))
-                if cur.fetchone()[0] == 0:
-                    cur.execute('INSERT INTO cache_locks (cache_name, pid, created) VALUES (?, ?, ?)',
-                                (cache_name, self.pid, time.time()))
-                cur.execute('SELECT pid FROM cache_locks WHERE cache_name = ? ORDER BY created', (cache_name,))
-                ours = False
-                for (pid,) in cur.fetchall():
-                    if pid == self.pid:
-                        ours = True
-                        break
-                    if _pid_running(pid):
-                        break
-                    cur.execute('DELETE FROM cache_locks WHERE cache_name = ? AND pid = ?', (cache_name, pid))
-                db.commit()
-            finally:
-                db.close()
-            if ours:
-                self.held.append(cache_name)
-                return True
-            if time.monotonic() >= deadline:
-                self._remove(cache_name)
-                return False
-            time.sleep(self.polltime)
-
-    def _remove(self, cache_name):
-        db = self.sqlite3.connect(self.path, isolation_level='EXCLUSIVE', timeout=30)
-        try:
-            db.execute('DELETE FROM cache_locks WHERE cache_name = ? AND pid = ?', (cache_name, self.pid))
-            db.commit()
-        finally:
-            db.close()
-
-    def release_all(self):
-        while self.held:
-            self._remove(self.held.pop())
-
-
-def _pid_running(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError as ex:
-        return ex.errno == errno.EPERM
-    return True
-
-
-def share_ownership(path, like):
-    """Give a file the owner and group of ``like`` (a folder), so that a file
-    created by root does not lock out MapProxy's own user."""
-    if os.geteuid() != 0:
-        return
-    try:
-        st = os.stat(like)
-        os.chown(path, st.st_uid, st.st_gid)
-    except OSError:
-        pass
 
 
 class TempDir:

@@ -24,15 +24,26 @@ Request keys (all optional except ``config``):
 - ``coverages_from``: path of a seed.yaml whose ``coverages`` to return.
 - ``coverages``: ``{name: coverage}``: load these coverages (or those of
   ``coverages_from``) to check them; only ``coverage`` if that name is given.
+- ``lock``: ``{"dir": lock folder, "caches": [...], "timeout": seconds, "test":
+  bool}``: take mapproxy-seed's cache lock of each cache with MapProxy's own
+  ``CacheLocker`` (``cache_locks()`` below, which the timers' tool uses too),
+  answer ``{"locked": true}`` and hold the locks until stdin closes; or answer
+  ``{"locked": false, "cache": name}`` when one was not free in time. With
+  ``test``, answer at once which caches are locked (``{"busy": [...]}``) and
+  hold nothing. No other key is read with ``lock``.
+
+The request is the first line of stdin (or all of it, without a newline).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import sys
+import time
 import warnings
 
 # Set by run(): what the module asked, and the answer it reads back.
@@ -498,6 +509,82 @@ def check_coverages(coverages):
         out[name] = errs
 
 
+# ---------------------------------------------------------------------------
+# mapproxy-seed's cache lock
+
+LOCK_FILE = '.mapproxy_seed.lck'
+
+
+class LockTimeout(Exception):
+    """A cache's lock was not free in time; ``cache`` names it."""
+
+    def __init__(self, cache, timeout):
+        Exception.__init__(self, 'the lock of cache %s was not free within %d s' % (cache, timeout))
+        self.cache = cache
+
+
+@contextlib.contextmanager
+def cache_locks(lock_dir, cache_names, timeout, on_wait=None, poll=1.0):
+    """Hold mapproxy-seed's lock (``--use-cache-lock``) of every cache, taken
+    with MapProxy's own CacheLocker in ``lock_dir``/.mapproxy_seed.lck, in line
+    with waiting mapproxy-seed processes. ``timeout`` None waits as long as it
+    takes; ``on_wait(name)`` is called once when a cache is locked by another.
+    A lock file that root creates gets the folder's owner, so that MapProxy's
+    own user can still take it."""
+    from mapproxy.seed.cachelock import CacheLockedError, CacheLocker
+
+    path = os.path.join(lock_dir, LOCK_FILE)
+    if not os.path.isdir(lock_dir):
+        raise OSError('the lock folder %s does not exist' % lock_dir)
+    created = not os.path.exists(path)
+    locker = CacheLocker(path)
+    if created and os.geteuid() == 0:
+        folder = os.stat(lock_dir)
+        os.chown(path, folder.st_uid, folder.st_gid)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with contextlib.ExitStack() as stack:
+        for name in sorted(set(cache_names)):
+            waited = False
+            while True:
+                try:
+                    stack.enter_context(locker.lock(name, no_block=True))
+                    break
+                except CacheLockedError:
+                    if not waited and on_wait is not None:
+                        on_wait(name)
+                    waited = True
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise LockTimeout(name, timeout)
+                    time.sleep(poll)
+        yield
+
+
+def hold_locks(request, out, wait_for_close):
+    """The ``lock`` request: answer once the locks are held, keep them until
+    ``wait_for_close()`` returns (stdin closed by the module)."""
+    spec = request['lock']
+    caches = list(spec.get('caches') or [])
+    if spec.get('test'):
+        busy = []
+        for name in caches:
+            try:
+                with cache_locks(spec['dir'], [name], 0, poll=0):
+                    pass
+            except LockTimeout:
+                busy.append(name)
+        out.write(json.dumps({'busy': busy}) + '\n')
+        out.flush()
+        return
+    try:
+        with cache_locks(spec['dir'], caches, spec.get('timeout'), poll=spec.get('poll', 0.5)):
+            out.write(json.dumps({'locked': True}) + '\n')
+            out.flush()
+            wait_for_close()
+    except LockTimeout as ex:
+        out.write(json.dumps({'locked': False, 'cache': ex.cache, 'error': str(ex)}) + '\n')
+        out.flush()
+
+
 def main():
     disable_file_creation()
     conf = None
@@ -564,4 +651,8 @@ if __name__ == '__main__':
     # Everything MapProxy prints goes to stderr: stdout carries the answer only.
     ANSWER_OUT = sys.stdout
     sys.stdout = sys.stderr
-    run(json.loads(sys.stdin.read()), ANSWER_OUT)
+    REQUEST_IN = json.loads(sys.stdin.readline())
+    if 'lock' in REQUEST_IN:
+        hold_locks(REQUEST_IN, ANSWER_OUT, sys.stdin.read)
+    else:
+        run(REQUEST_IN, ANSWER_OUT)

@@ -90,7 +90,9 @@ options:
       - Take the cache lock of C(mapproxy-seed --use-cache-lock) for each cache while removing
         tiles, so that the cleanup does not run while such a seeding works on the same cache.
       - The lock is the file C(.mapproxy_seed.lck) in O(lock_dir) (mapproxy-seed keeps it in its
-        working directory; p2d2.mapproxy.mapproxy_seed runs it in O(lock_dir)).
+        working directory; p2d2.mapproxy.mapproxy_seed runs it in O(lock_dir)), taken with MapProxy's own
+        C(CacheLocker) in the venv's Python - the same code as the seeding role's cleanup and size-limit
+        timers.
       - MapProxy itself takes no lock for cleanups, and the server writes tiles at any time;
         a tile written during the cleanup is new and stays.
     type: bool
@@ -196,6 +198,7 @@ paths_truncated:
   sample: false
 """
 
+import contextlib
 import os
 import time
 
@@ -206,7 +209,6 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     DEFAULT_VENV,
     PATH_LIST_LIMIT,
     MapProxyVenv,
-    SeedCacheLock,
     check_levels_in_grids,
     grid_directories,
     iso_time,
@@ -279,9 +281,9 @@ def main():
     now = time.time()
     cutoff = None if max_age is None else now - max_age
 
-    lock = None
+    lock_dir = None
     if params['use_cache_lock'] and not module.check_mode:
-        lock = _open_lock(module, params, info)
+        lock_dir = _lock_dir(module, params, info)
     paths = []
     counter = {'n': 0}
 
@@ -292,15 +294,14 @@ def main():
 
     result_caches = {}
     total = LevelStats()
-    try:
-        if lock is not None:
-            for name in sorted(names):
-                if not lock.acquire(name, params['lock_timeout']):
-                    holders = lock.holders(name)
-                    module.fail_json(
-                        msg='Cache %s is locked by mapproxy-seed (pid %s, lock file %s); waited %d seconds '
-                            '(option lock_timeout). Try again later or set use_cache_lock: false.'
-                            % (name, ', '.join(map(str, holders)) or 'unknown', lock.path, params['lock_timeout']))
+    locks = (venv.cache_locks(lock_dir, names, params['lock_timeout']) if lock_dir is not None
+             else contextlib.nullcontext())
+    with locks as busy:
+        if busy:
+            module.fail_json(
+                msg='Cache %s is locked by mapproxy-seed (lock file %s/.mapproxy_seed.lck); waited %d seconds '
+                    '(option lock_timeout). Try again later or set use_cache_lock: false.'
+                    % (busy, lock_dir, params['lock_timeout']))
         for cache_name, dir_grids, directory, layout in entries:
             ranges = None
             if ranges_by_grid is not None:
@@ -322,9 +323,6 @@ def main():
                 cache_entry['grids'][grid] = dict(
                     directory=directory, shared_with=[g for g in dir_grids if g != grid],
                     tiles_removed=dir_total.tiles, bytes_removed=dir_total.bytes, levels=level_list)
-    finally:
-        if lock is not None:
-            lock.release_all()
 
     for name in names:
         result_caches.setdefault(name, {'grids': {}})
@@ -339,7 +337,7 @@ def main():
     )
 
 
-def _open_lock(module, params, info):
+def _lock_dir(module, params, info):
     lock_dir = os.path.abspath(params['lock_dir']) if params['lock_dir'] else info.get('base_dir')
     if params['lock_dir'] and not os.path.isdir(lock_dir):
         module.fail_json(msg='The folder %s of option lock_dir does not exist.' % lock_dir)
@@ -347,11 +345,7 @@ def _open_lock(module, params, info):
         module.warn('The cache base folder %s does not exist, so no mapproxy-seed can hold a cache lock there: '
                     'cleaning without the lock.' % lock_dir)
         return None
-    try:
-        return SeedCacheLock(lock_dir)
-    except ImportError:
-        module.warn('Python has no sqlite3 module: cleaning without the cache lock of mapproxy-seed.')
-        return None
+    return lock_dir
 
 
 if __name__ == '__main__':

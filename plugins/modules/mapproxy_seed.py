@@ -280,7 +280,6 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     RETRY_LINE_RE,
     SOURCE_ERROR_RE,
     MapProxyVenv,
-    SeedCacheLock,
     TempDir,
     check_levels_in_grids,
     grid_directories,
@@ -624,28 +623,16 @@ class Seeder:
             except OSError as ex:
                 self.fail('Cannot create the lock folder %s (option lock_dir): %s.' % (lock_dir, ex))
         self.lock_dir = lock_dir
-        try:
-            SeedCacheLock(lock_dir).initialize()
-        except ImportError:
-            pass  # mapproxy-seed creates the lock file itself
-        except Exception as ex:
-            self.fail('Cannot use the cache lock file in %s (option lock_dir): %s.' % (lock_dir, ex))
         return lock_dir
 
     def lock_hint(self):
         if not self.params['use_cache_lock']:
             return ''
-        try:
-            lock = SeedCacheLock(self.lock_dir)
-            holders = []
-            for cache in self.caches:
-                holders.extend(pid for pid in lock.holders(cache) if pid not in holders)
-        except Exception:
+        busy = self.venv.busy_caches(self.lock_dir, self.caches)
+        if not busy:
             return ''
-        if not holders:
-            return ''
-        return (' (other mapproxy-seed processes hold or wait for the cache lock in %s: pid %s)'
-                % (lock.path, ', '.join(map(str, holders))))
+        return (' (another mapproxy-seed holds or waits for the cache lock of %s in %s/.mapproxy_seed.lck)'
+                % (', '.join(busy), self.lock_dir))
 
 
 def _cpu_count():

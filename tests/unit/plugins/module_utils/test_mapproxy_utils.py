@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import subprocess
 import sys
 import time
 
 import pytest
 
 from ansible_collections.p2d2.mapproxy.plugins.module_utils import mapproxy as mp
+from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import HAVE_MAPPROXY, VENV
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
     TileFilter,
     collect_stats,
@@ -235,12 +237,24 @@ def test_run_watched_returns_rc_and_output():
     assert not run.timed_out
 
 
-def test_seed_cache_lock_is_exclusive_and_released(tmp_path):
-    lock = mp.SeedCacheLock(str(tmp_path))
-    assert lock.acquire('osm_cache', timeout=1)
-    assert lock.holders('osm_cache') == [os.getpid()]
-    lock.release_all()
-    assert lock.holders('osm_cache') == []
+@pytest.mark.skipif(not HAVE_MAPPROXY, reason='no MapProxy in the venv')
+def test_cache_locks_are_mapproxys_own_exclusive_and_released(tmp_path):
+    venv = mp.MapProxyVenv(FakeModule(), VENV)
+    with venv.cache_locks(str(tmp_path), ['osm_cache', 'other'], 5) as busy:
+        assert busy is None
+        assert venv.busy_caches(str(tmp_path), ['osm_cache', 'other', 'third']) == ['osm_cache', 'other']
+        with venv.cache_locks(str(tmp_path), ['other'], 1) as second:
+            assert second == 'other'
+        # mapproxy-seed's own lock, MapProxy's CacheLocker in another process, is held out too
+        probe = subprocess.run(
+            [os.path.join(VENV, 'bin', 'python'), '-c',
+             'from mapproxy.seed.cachelock import CacheLocker, CacheLockedError\n'
+             'try:\n'
+             '    with CacheLocker(".mapproxy_seed.lck").lock("osm_cache", no_block=True): print("free")\n'
+             'except CacheLockedError: print("locked")\n'],
+            cwd=str(tmp_path), capture_output=True, text=True, check=True)
+        assert probe.stdout.strip() == 'locked'
+    assert venv.busy_caches(str(tmp_path), ['osm_cache', 'other']) == []
     assert (tmp_path / '.mapproxy_seed.lck').is_file()
 
 

@@ -161,12 +161,13 @@ def test_bbox_limits_the_cleanup(seeded):
 
 def test_cache_lock_of_mapproxy_seed_is_respected(seeded, tmp_path):
     config, cache_dir, tiles = seeded('tms')
-    with seed_lock_held(tmp_path / 'cache', 'osm_cache') as holder:
+    with seed_lock_held(tmp_path / 'cache', 'osm_cache'):
         start = time.monotonic()
         result = clean(config=config, caches=['osm_cache'], remove_all=True, lock_timeout=1)
         assert result['failed']
         assert time.monotonic() - start < 15
-        assert 'is locked by mapproxy-seed (pid %d' % holder.pid in result['msg']
+        assert 'Cache osm_cache is locked by mapproxy-seed (lock file %s/.mapproxy_seed.lck)' % (
+            tmp_path / 'cache') in result['msg']
         assert {rel for rel in files_under(cache_dir) if not rel.startswith('tile_locks')} == tiles
     # the holder is gone: its stale lock row no longer blocks
     result = clean(config=config, caches=['osm_cache'], remove_all=True, lock_timeout=5)
