@@ -24,9 +24,9 @@ options:
     required: true
   table:
     description:
-      - Every deprecated variable, name to a mapping with C(msg) (what to do instead), C(version) (the release
-        that removes it) and optionally C(use) (the new variable that takes its value; a list, or with
-        C(bool=true) a boolean).
+      - Every deprecated variable, name to a mapping with C(msg) (what to do instead) and optionally C(use)
+        (the new variable that takes its value; a list, or with C(bool=true) a boolean). All of them go in
+        release 0.3.0.
     type: dict
     required: true
 author: p2d2 maintainers
@@ -55,8 +55,8 @@ def mapproxy_deprecated(found, table):
         entry = table.get(name)
         if not isinstance(entry, Mapping) or not isinstance(entry.get('msg'), str):
             raise AnsibleFilterError(f'{name} is not in the table of deprecated variables (or has no msg)')
-        Display().deprecated(f"{name} is deprecated: {entry['msg']}", version=str(entry.get('version', '0.3.0')),
-                             collection_name='p2d2.mapproxy')
+        # One release for all of them: ansible-test wants the version as a literal.
+        Display().deprecated(f"{name} is deprecated: {entry['msg']}", version='0.3.0', collection_name='p2d2.mapproxy')
         use = entry.get('use')
         if use:
             value = found[name]
