@@ -24,6 +24,8 @@ Request keys (all optional except ``config``):
 - ``coverages_from``: path of a seed.yaml whose ``coverages`` to return.
 - ``coverages``: ``{name: coverage}``: load these coverages (or those of
   ``coverages_from``) to check them; only ``coverage`` if that name is given.
+- ``cache_paths``: true: every path the caches of ``config`` write, as
+  ``cache_paths()`` below works it out (the backup role's cache exclusion).
 - ``lock``: ``{"dir": lock folder, "caches": [...], "timeout": seconds, "test":
   bool}``: take mapproxy-seed's cache lock of each cache with MapProxy's own
   ``CacheLocker`` (``cache_locks()`` below, which the timers' tool uses too),
@@ -33,6 +35,8 @@ Request keys (all optional except ``config``):
   hold nothing. No other key is read with ``lock``.
 
 The request is the first line of stdin (or all of it, without a newline).
+``python mapproxy_probe.py --cache-paths CONFIG`` prints those paths, one a
+line (exit 1 and a message on stderr when MapProxy cannot load CONFIG).
 """
 
 from __future__ import annotations
@@ -279,6 +283,33 @@ def cache_storage(cache_conf):
                     break
         storage.append((grid_name, path, tile_cache))
     return storage
+
+
+def cache_paths(conf, config_file):
+    """Every path the caches of a loaded configuration write, as MapProxy resolves
+    them: the cache base directory, the lock directories, each cache's storage grid by
+    grid (a file or sqlite cache's directory, an mbtiles or GeoPackage file) and its
+    tile lock directory. Normalised and sorted. A path that holds the configuration's
+    folder (a cache base of ``.``, say) is left out: the backup would lose the
+    configuration; the caches' own paths inside it are still there. Call it inside
+    ``with conf:``."""
+    config_dir = os.path.dirname(os.path.abspath(config_file))
+    paths = set()
+    for key in ('cache.base_dir', 'cache.lock_dir', 'cache.tile_lock_dir'):
+        value = conf.globals.get_path(key, {})
+        if value:
+            paths.add(value)
+    for cache_conf in conf.caches.values():
+        for _grid, path, _tile_cache in cache_storage(cache_conf):
+            if path:
+                paths.add(path)
+        for _tile_grid, _extent, manager in cache_conf.caches():
+            lock_dir = getattr(getattr(manager, 'locker', None), 'lock_dir', None)
+            if isinstance(lock_dir, str):
+                paths.add(lock_dir)
+    paths = {os.path.normpath(os.path.join(config_dir, path)) for path in paths}
+    return sorted(path for path in paths
+                  if not (config_dir == path or config_dir.startswith(path.rstrip(os.sep) + os.sep)))
 
 
 def describe(conf_dict, conf):
@@ -601,6 +632,9 @@ def main():
     ok = conf is not None and not RESULT['errors']
     if ok and REQUEST.get('seed'):
         check_seed(conf, REQUEST['seed'])
+    if ok and REQUEST.get('cache_paths'):
+        with conf:
+            RESULT['cache_paths'] = cache_paths(conf, REQUEST['config'])
     if ok and REQUEST.get('bbox'):
         with conf:
             plan_bbox(conf, REQUEST['bbox'])
@@ -651,8 +685,21 @@ if __name__ == '__main__':
     # Everything MapProxy prints goes to stderr: stdout carries the answer only.
     ANSWER_OUT = sys.stdout
     sys.stdout = sys.stderr
-    REQUEST_IN = json.loads(sys.stdin.readline())
-    if 'lock' in REQUEST_IN:
-        hold_locks(REQUEST_IN, ANSWER_OUT, sys.stdin.read)
+    if sys.argv[1:2] == ['--cache-paths'] and len(sys.argv) == 3:
+        import io
+        ANSWER = io.StringIO()
+        run({'config': sys.argv[2], 'cache_paths': True}, ANSWER)
+        ANSWER_DICT = json.loads(ANSWER.getvalue())
+        if ANSWER_DICT.get('cache_paths') is None:
+            sys.stderr.write('cannot read the caches of %s: %s\n' % (sys.argv[2], '; '.join(
+                ANSWER_DICT.get('errors') or [ANSWER_DICT.get('import_error') or ANSWER_DICT.get('internal_error')
+                                              or 'unknown error'])))
+            sys.exit(1)
+        ANSWER_OUT.write(''.join(path + '\n' for path in ANSWER_DICT['cache_paths']))
+        ANSWER_OUT.flush()
     else:
-        run(REQUEST_IN, ANSWER_OUT)
+        REQUEST_IN = json.loads(sys.stdin.readline())
+        if 'lock' in REQUEST_IN:
+            hold_locks(REQUEST_IN, ANSWER_OUT, sys.stdin.read)
+        else:
+            run(REQUEST_IN, ANSWER_OUT)

@@ -1,19 +1,21 @@
 # Copyright (c) 2026, p2d2 maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The cache exclusion of the backup role: which paths roles/mapproxy_backup/files/cache_paths.py
-reads from a MapProxy configuration, checked against the files the real mapproxy-seed
-writes, and the rendered backup script (mapproxy-backup) run on such a tree: no cache
-file, also not an sqlite, mbtiles or geopackage cache outside the cache base, is archived."""
+"""The cache exclusion of the backup role: which paths the collection's probe
+(plugins/module_utils/mapproxy_probe.py, shipped in roles/mapproxy_backup/files and run by the
+backup script with ``--cache-paths``) reads from a MapProxy configuration with MapProxy's own
+loader, checked against the files the real mapproxy-seed writes, and the rendered backup
+script (mapproxy-backup) run on such a tree: no cache file, also not an sqlite, mbtiles or
+geopackage cache outside the cache base, is archived."""
 
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import os
 import shlex
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import jinja2
@@ -24,24 +26,31 @@ from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import (
 )
 
 ROLE = Path(__file__).resolve().parents[3] / 'roles' / 'mapproxy_backup'
-HELPER = ROLE / 'files' / 'cache_paths.py'
+PROBE = ROLE / 'files' / 'mapproxy_probe.py'
 BBOX = [6.0, 50.5, 7.5, 51.5]
 
 
-def load_helper():
-    spec = importlib.util.spec_from_file_location('cache_paths', HELPER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run_probe(config):
+    """The probe as the backup script runs it: a copy in a folder of its own (outside the
+    trees the tests look at), with the venv's Python."""
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / 'mapproxy_probe.py'
+        probe.write_text(PROBE.read_text())
+        return subprocess.run([os.path.join(VENV, 'bin', 'python'), '-I', str(probe), '--cache-paths', str(config)],
+                              capture_output=True, text=True, timeout=120, check=False)
 
 
-helper = load_helper()
+def cache_paths(config):
+    proc = run_probe(config)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
 
 
 def covered(path, excluded):
     return any(path == ex or path.startswith(ex + os.sep) for ex in excluded)
 
 
+@needs_mapproxy
 def test_relative_paths_follow_the_config_folder_and_lose_trailing_slashes(tmp_path):
     conf = make_config('/srv/cache/', caches={
         'a': file_cache(directory='tiles/a/'),
@@ -53,31 +62,37 @@ def test_relative_paths_follow_the_config_folder_and_lose_trailing_slashes(tmp_p
     })
     conf['globals']['cache'] = {'base_dir': '/srv/cache/', 'tile_lock_dir': '/run/locks//'}
     config = write_config(tmp_path / 'mapproxy.yaml', conf)
-    assert helper.cache_paths(config) == sorted({
+    assert cache_paths(config) == sorted({
         '/srv/cache',
         str(tmp_path / 'cache_data' / 'tile_locks'),  # MapProxy's default lock_dir, next to the config
         '/run/locks',
         str(tmp_path / 'tiles' / 'a'),
         '/srv/cache/b.mbtiles',
         str(tmp_path / 'gpkg' / 'c.gpkg'),
-        '/data/mb',
+        # MapProxy reads no 'directory' for an mbtiles cache (it warns): an absolute filename only
         '/data/mb/d.mbtiles',
     })
 
 
+@needs_mapproxy
 def test_base_configurations_are_read(tmp_path):
-    write_config(tmp_path / 'base.yaml', {
-        'globals': {'cache': {'base_dir': '/base/cache'}},
-        'caches': {'x': {'grids': ['webmercator'], 'sources': [], 'cache': {'type': 'sqlite', 'directory': '/x/'}}}})
+    base = make_config('/base/cache', caches={
+        'x': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {'type': 'sqlite', 'directory': '/x/'}}})
+    del base['globals']['cache']['lock_dir']
+    write_config(tmp_path / 'base.yaml', base)
     config = write_config(tmp_path / 'mapproxy.yaml', {'base': 'base.yaml', 'caches': {}})
-    assert helper.cache_paths(config) == ['/base/cache', str(tmp_path / 'cache_data' / 'tile_locks'), '/x']
+    # the sqlite cache's level files go into a folder per grid, its tile locks beside them
+    assert cache_paths(config) == ['/base/cache', str(tmp_path / 'cache_data' / 'tile_locks'),
+                                   '/x/tile_locks', '/x/webmercator']
 
 
-def test_an_unreadable_configuration_fails_naming_it(tmp_path, capsys):
+@needs_mapproxy
+def test_an_unreadable_configuration_fails_naming_it(tmp_path):
     config = tmp_path / 'mapproxy.yaml'
     config.write_text('caches: [unclosed\n')
-    assert helper.main(['cache_paths.py', str(config)]) == 1
-    assert 'cannot read the caches of ' + str(config) in capsys.readouterr().err
+    proc = run_probe(config)
+    assert proc.returncode == 1 and proc.stdout == ''
+    assert 'cannot read the caches of ' + str(config) in proc.stderr
 
 
 def seeded_tree(root):
@@ -103,7 +118,7 @@ def seeded_tree(root):
 @needs_mapproxy
 def test_every_file_mapproxy_seed_writes_is_excluded(tmp_path):
     config, etc, opt = seeded_tree(tmp_path)
-    excluded = helper.cache_paths(config)
+    excluded = cache_paths(config)
     written = {str(p) for p in tmp_path.rglob('*') if p.is_file()} - {config, str(opt / 'static' / 'keep.txt')}
     # The single-file caches, and the sqlite cache's level files (named *.mbtiles too).
     assert {str(opt / 'mb.mbtiles'), str(etc / 'gp.gpkg')} <= written
@@ -156,8 +171,9 @@ def test_a_cache_base_in_the_config_folder_never_excludes_the_config(tmp_path):
     caches = {'beside': file_cache(), 'own': file_cache(directory=str(tmp_path / 'own'))}
     config = write_config(tmp_path / 'mapproxy.yaml', make_config('.', caches=caches))
     mapproxy_seed(config, list(caches), BBOX, [0, 1], tmp_path)
-    excluded = helper.cache_paths(config)
-    assert str(tmp_path) not in excluded and str(tmp_path / 'beside_*') in excluded, excluded
+    excluded = cache_paths(config)
+    # the caches' own folders in it, as MapProxy names them (NAME_GRID), not the folder itself
+    assert str(tmp_path) not in excluded and str(tmp_path / 'beside_EPSG3857') in excluded, excluded
     written = {str(p) for p in tmp_path.rglob('*') if p.is_file()} - {config}
     assert any('/beside_' in p for p in written) and any('/own/' in p for p in written), sorted(written)
 
