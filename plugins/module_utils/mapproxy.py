@@ -22,13 +22,13 @@ import pwd
 import re
 import selectors
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 import time
 
 from ansible_collections.p2d2.mapproxy.plugins.module_utils import mapproxy_probe
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_run import run_watched as _run_watched
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import levels_from_text
 
 DEFAULT_VENV = '/opt/mapproxy/venv'
@@ -43,8 +43,6 @@ PROBE_TIMEOUT = 300
 VENV_FIX = ('run the p2d2.mapproxy.mapproxy_venv role first, or set the venv option '
             'to the virtualenv that holds MapProxy')
 
-# mapproxy-seed prints this (sic) to stderr before each of up to 100 retries.
-RETRY_LINE_RE = re.compile(r'An error occurr?ed\b.*')
 # The warning MapProxy logs (to stdout) for a failed source request, and the
 # last line of the traceback after it, which holds the reason.
 SOURCE_ERROR_RE = re.compile(r'(could not retrieve .*)')
@@ -279,134 +277,22 @@ def run_limited(module, argv, timeout, data=None, cwd=None):
     return rc, out, err, state['timed_out']
 
 
-class _Tail:
-    """Keep the first and the last lines of a long output."""
-
-    def __init__(self, head=200, tail=800):
-        self.head = []
-        self.head_max = head
-        self.tail = collections.deque(maxlen=tail)
-        self.count = 0
-
-    def add(self, line):
-        self.count += 1
-        if len(self.head) < self.head_max:
-            self.head.append(line)
-        else:
-            self.tail.append(line)
-
-    def text(self):
-        lines = list(self.head)
-        omitted = self.count - len(self.head) - len(self.tail)
-        if omitted > 0:
-            lines.append('[... %d lines omitted ...]' % omitted)
-        lines.extend(self.tail)
-        return '\n'.join(lines)
-
-
-class WatchedRun:
-    """Result of ``run_watched``."""
-
-    def __init__(self, cmd):
-        self.cmd = cmd
-        self.rc = None
-        self.stdout = ''
-        self.stderr = ''
-        self.timed_out = False
-        self.abort_line = None
-        self.duration = 0.0
-
-
-def run_watched(argv, timeout, cwd=None, abort_re=None, on_line=None, user=None):
-    """Run a command that may start children (mapproxy-seed's workers) in its
-    own session, read stdout/stderr line by line, and kill the whole process
-    group when ``timeout`` seconds have passed or a stderr line matches
-    ``abort_re``. ``module.run_command`` can do neither, hence this runner.
-    Commands are argv lists, never a shell. ``user``: a ``ToolUser`` to run as."""
-    result = WatchedRun(' '.join(argv))
+def run_watched(argv, timeout, cwd=None, watch=None, on_line=None, user=None):
+    """mapproxy-seed (or another command that starts children) run by the collection's one
+    runner (``mapproxy_run.run_watched``: its own session, output read line by line, the
+    whole process group stopped when ``timeout`` seconds have passed or ``watch``, a
+    ``RetryWatch``, says so), with the modules' environment, as ``user`` (a ``ToolUser``)
+    when given, and credentials masked in the output it keeps."""
     env = dict(os.environ)
     env.update(COMMAND_ENV)
-    extra = {}
+    popen_args = None
     if user is not None:
         env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
-        extra = user.popen_args()
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=cwd, env=env, close_fds=True, start_new_session=True, **extra)
-    outputs = {'stdout': _Tail(), 'stderr': _Tail()}
-    partial = {'stdout': b'', 'stderr': b''}
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ, 'stdout')
-    sel.register(proc.stderr, selectors.EVENT_READ, 'stderr')
-    deadline = start + timeout
-    killed_at = None
-    exited_at = None
-
-    def kill_group(sig):
-        try:
-            os.killpg(proc.pid, sig)
-        except OSError:
-            pass
-
-    def handle(name, line):
-        outputs[name].add(line)
-        if on_line is not None:
-            on_line(name, line)
-        if (abort_re is not None and name == 'stderr' and result.abort_line is None
-                and abort_re.search(line)):
-            result.abort_line = line
-            return True
-        return False
-
-    try:
-        while sel.get_map():
-            now = time.monotonic()
-            if killed_at is None:
-                if now >= deadline:
-                    result.timed_out = True
-                    kill_group(signal.SIGTERM)
-                    killed_at = now
-                elif exited_at is not None and now - exited_at > 5:
-                    # the main process is gone but something keeps the pipes open
-                    kill_group(signal.SIGKILL)
-                    killed_at = now
-            elif now - killed_at > 3:
-                kill_group(signal.SIGKILL)
-                if now - killed_at > 10:
-                    break
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            for key, _mask in sel.select(timeout=0.5):
-                name = key.data
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    if partial[name]:
-                        handle(name, partial[name].decode('utf-8', 'replace').rstrip('\r'))
-                        partial[name] = b''
-                    continue
-                data = partial[name] + chunk
-                lines = data.split(b'\n')
-                partial[name] = lines.pop()
-                for raw in lines:
-                    if handle(name, raw.decode('utf-8', 'replace').rstrip('\r')) and killed_at is None:
-                        kill_group(signal.SIGTERM)
-                        killed_at = time.monotonic()
-    finally:
-        sel.close()
-        if proc.poll() is None:
-            kill_group(signal.SIGKILL)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        proc.stdout.close()
-        proc.stderr.close()
-    result.rc = proc.returncode
-    result.stdout = mask_secrets(outputs['stdout'].text())
-    result.stderr = mask_secrets(outputs['stderr'].text())
-    result.duration = time.monotonic() - start
-    return result
+        popen_args = user.popen_args()
+    run = _run_watched(argv, timeout, cwd=cwd, env=env, watch=watch, on_line=on_line, popen_args=popen_args)
+    run.stdout = mask_secrets(run.stdout)
+    run.stderr = mask_secrets(run.stderr)
+    return run
 
 
 # ---------------------------------------------------------------------------

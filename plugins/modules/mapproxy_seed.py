@@ -25,7 +25,8 @@ description:
   - C(mapproxy-seed) retries a failing source up to 100 times with waits of up to 10 minutes
     and may still exit with 0. The module stops seeding at the first failed source request
     (the C(An error occured ... Retries left) line of C(mapproxy-seed)) and fails, naming the
-    source, and it stops and fails when O(timeout) passes. Tiles already in the cache are left
+    source, and it stops and fails when O(timeout) passes. The stop rule and the runner are the
+    ones of the seeding role's timers (module_utils/mapproxy_run.py), which allow a tile more tries. Tiles already in the cache are left
     as they are; running the task again continues with the missing tiles.
 author:
   - p2d2 maintainers (@p2d2)
@@ -277,7 +278,6 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     DEFAULT_CONFIG,
     DEFAULT_VENV,
     REASON_RE,
-    RETRY_LINE_RE,
     SOURCE_ERROR_RE,
     MapProxyVenv,
     TempDir,
@@ -292,6 +292,7 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     select_grids,
     tool_user,
 )
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_run import RetryWatch
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
     TileFilter,
     count_written_since,
@@ -503,7 +504,7 @@ class Seeder:
                       % self.params['timeout'])
         try:
             run = run_watched(self.seed_argv(seed_path, dry_run), timeout, cwd=cwd,
-                              abort_re=None if dry_run else RETRY_LINE_RE, on_line=counter, user=self.user)
+                              watch=None if dry_run else RetryWatch(1), on_line=counter, user=self.user)
         except OSError as ex:
             as_user = ' as %s (option user)' % self.user.name if self.user is not None else ''
             self.fail('Cannot run %s%s: %s. The user must be able to run the venv and read the configuration.'

@@ -171,11 +171,12 @@ def test_artifact_leaves_out_the_test_bed(installed):
         assert not (root / name).exists(), f"{name} is in the built collection"
 
 
-@pytest.mark.parametrize("name", ["mapproxy_tiles.py", "mapproxy_probe.py"])
-def test_artifact_ships_the_module_utils_the_seeding_role_installs(installed, name):
+@pytest.mark.parametrize("role, name", [("mapproxy_seeding", "mapproxy_tiles.py"), ("mapproxy_seeding", "mapproxy_probe.py"),
+                                        ("mapproxy_seeding", "mapproxy_run.py"), ("mapproxy_backup", "mapproxy_probe.py")])
+def test_artifact_ships_the_module_utils_the_roles_install(installed, role, name):
     """The role copies files/NAME, a link to module_utils: the built collection keeps it."""
     _, _, root = installed
-    shipped = root / "roles" / "mapproxy_seeding" / "files" / name
+    shipped = root / "roles" / role / "files" / name
     source = root / "plugins" / "module_utils" / name
     assert shipped.read_bytes() == source.read_bytes() == (ROOT / "plugins" / "module_utils" / name).read_bytes()
 

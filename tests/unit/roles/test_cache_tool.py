@@ -24,6 +24,7 @@ from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import (
 COLLECTION = Path(__file__).resolve().parents[3]
 TOOL = COLLECTION / 'roles' / 'mapproxy_seeding' / 'files' / 'p2d2-mapproxy-cache'
 TILES = COLLECTION / 'plugins' / 'module_utils' / 'mapproxy_tiles.py'
+RUN = COLLECTION / 'plugins' / 'module_utils' / 'mapproxy_run.py'
 PROBE = COLLECTION / 'plugins' / 'module_utils' / 'mapproxy_probe.py'
 BBOX = [6.0, 50.5, 7.5, 51.5]
 
@@ -237,6 +238,7 @@ def test_runs_as_installed_beside_the_tile_walker(cache, tmp_path):
     shutil.copy(TOOL, installed / 'p2d2-mapproxy-cache')
     shutil.copy(TILES, installed / 'mapproxy_tiles.py')
     shutil.copy(PROBE, installed / 'mapproxy_probe.py')
+    shutil.copy(RUN, installed / 'mapproxy_run.py')
     proc = subprocess.run([os.path.join(VENV, 'bin', 'python'), str(installed / 'p2d2-mapproxy-cache'),
                            '--config', cache['config'], 'clean', '--caches', 'other_cache', '--remove-all',
                            '--lock-dir', str(cache['base'])],
@@ -266,6 +268,7 @@ def _run_seed(config, seed_conf, base, tmp_path, *extra):
     shutil.copy(TOOL, installed / 'p2d2-mapproxy-cache')
     shutil.copy(TILES, installed / 'mapproxy_tiles.py')
     shutil.copy(PROBE, installed / 'mapproxy_probe.py')
+    shutil.copy(RUN, installed / 'mapproxy_run.py')
     return subprocess.run([os.path.join(VENV, 'bin', 'python'), str(installed / 'p2d2-mapproxy-cache'),
                            '--config', config, 'seed', '--seed-config', str(seed_conf), '--task', 'daily',
                            '--lock-dir', str(base), '--progress-file', str(tmp_path / 'daily.progress'),
@@ -359,6 +362,7 @@ def test_seed_stops_what_mapproxy_seed_left_running(tmp_path):
     shutil.copy(TOOL, installed / 'p2d2-mapproxy-cache')
     shutil.copy(TILES, installed / 'mapproxy_tiles.py')
     shutil.copy(PROBE, installed / 'mapproxy_probe.py')
+    shutil.copy(RUN, installed / 'mapproxy_run.py')
     (tmp_path / 'cache').mkdir()
     started = time.monotonic()
     proc = subprocess.run([str(venv / 'bin' / 'python'), str(installed / 'p2d2-mapproxy-cache'),

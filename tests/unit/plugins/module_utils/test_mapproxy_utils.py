@@ -17,6 +17,7 @@ import time
 import pytest
 
 from ansible_collections.p2d2.mapproxy.plugins.module_utils import mapproxy as mp
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_run import RetryWatch
 from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import HAVE_MAPPROXY, VENV
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
     TileFilter,
@@ -221,7 +222,7 @@ def test_run_watched_kills_the_process_group_on_timeout():
 def test_run_watched_aborts_on_a_matching_stderr_line():
     lines = []
     start = time.monotonic()
-    run = mp.run_watched([sys.executable, '-c', CHILD_SCRIPT % 0.2], timeout=30, abort_re=mp.RETRY_LINE_RE,
+    run = mp.run_watched([sys.executable, '-c', CHILD_SCRIPT % 0.2], timeout=30, watch=RetryWatch(1),
                          on_line=lambda stream, line: lines.append((stream, line)))
     assert not run.timed_out
     assert run.abort_line.startswith('An error occured')
