@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 
 from ansible_collections.p2d2.mapproxy.plugins.module_utils import mapproxy_probe
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_run import run_watched as _run_watched

@@ -694,7 +694,7 @@ if __name__ == '__main__':
             sys.stderr.write('cannot read the caches of %s: %s\n' % (sys.argv[2], '; '.join(
                 ANSWER_DICT.get('errors') or [ANSWER_DICT.get('import_error') or ANSWER_DICT.get('internal_error')
                                               or 'unknown error'])))
-            sys.exit(1)
+            raise SystemExit(1)
         ANSWER_OUT.write(''.join(path + '\n' for path in ANSWER_DICT['cache_paths']))
         ANSWER_OUT.flush()
     else:

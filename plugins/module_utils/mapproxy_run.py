@@ -148,8 +148,9 @@ def run_watched(argv, timeout=None, cwd=None, env=None, watch=None, on_line=None
             on_line(name, line)
         if watch is not None and name == 'stderr' and result.abort_line is None and watch.feed(line):
             result.abort_line = line
-            stop(signal.SIGINT, 'a tile failed %d times in a row (%s); stopping %s, which keeps the progress it '
-                                 'last saved' % (watch.limit, watch.last_error, name))
+            why = ('a tile failed %d times in a row (%s); stopping %s, which keeps the progress it last saved'
+                   % (watch.limit, watch.last_error, name))
+            stop(signal.SIGINT, why)
 
     try:
         while sel.get_map():
