@@ -69,13 +69,19 @@ if [ "$#" -gt 0 ]; then
 else
   mapfile -t scenarios < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' | xargs -n1 basename | sort)
 fi
-# Containers that an aborted earlier run left behind would hold the scenarios' ports.
+# Containers that an aborted earlier run left behind would hold the scenarios' ports,
+# and their networks would leave rules on the host that the scenario's destroy then
+# removes (the ruleset check below would blame the scenario).
 # Only those of the scenarios about to run: another run may be using its own.
 for scenario in "${scenarios[@]}"; do
   stale=$(docker ps -aq --filter label=owner=molecule --filter "name=^p2d2-$scenario-")
   if [ -n "$stale" ]; then
     log "Removing containers that an earlier run of $scenario left behind"
     docker rm -f $stale >/dev/null
+  fi
+  if docker network ls --format '{{.Name}}' | grep -qx "p2d2-$scenario"; then
+    log "Removing the network that an earlier run of $scenario left behind"
+    docker network rm "p2d2-$scenario" >/dev/null
   fi
 done
 
