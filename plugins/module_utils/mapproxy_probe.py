@@ -26,6 +26,10 @@ Request keys (all optional except ``config``):
   ``coverages_from``) to check them; only ``coverage`` if that name is given.
 - ``cache_paths``: true: every path the caches of ``config`` write, as
   ``cache_paths()`` below works it out (the backup role's cache exclusion).
+
+A valid ``config`` is also answered with ``write_dirs`` (``write_dirs()``: the
+directories MapProxy writes) and ``served`` (``served()``: the services, layers and
+tile headers nginx's fast path follows), besides its layers, caches and grids.
 - ``lock``: ``{"dir": lock folder, "caches": [...], "timeout": seconds, "test":
   bool}``: take mapproxy-seed's cache lock of each cache with MapProxy's own
   ``CacheLocker`` (``cache_locks()`` below, which the timers' tool uses too),
@@ -263,6 +267,9 @@ def check_objects(conf):
     return ok
 
 
+STORAGE_FILES = ('mbtile_file', 'geopackage_file')
+
+
 def cache_storage(cache_conf):
     """Where one cache of a loaded configuration keeps its tiles, grid by grid, as
     MapProxy itself resolves it (base_dir, cache_dir, directory, filename):
@@ -276,13 +283,35 @@ def cache_storage(cache_conf):
         tile_cache = manager.cache
         path = None
         if type(tile_cache).__name__ != 'DummyCache':
-            for attr in ('cache_dir', 'mbtile_file', 'geopackage_file', 'lock_dir'):
+            for attr in ('cache_dir',) + STORAGE_FILES + ('lock_dir',):
                 value = getattr(tile_cache, attr, None)
                 if isinstance(value, str):
                     path = os.path.abspath(value)
                     break
         storage.append((grid_name, path, tile_cache))
     return storage
+
+
+def _cache_locations(conf, config_file):
+    """``{path: is a file}`` for every path the caches of a loaded configuration
+    write (see cache_paths), normalised, without those that hold the config's folder."""
+    config_dir = os.path.dirname(os.path.abspath(config_file))
+    found = {}
+    for key in ('cache.base_dir', 'cache.lock_dir', 'cache.tile_lock_dir'):
+        value = conf.globals.get_path(key, {})
+        if value:
+            found[value] = False
+    for cache_conf in conf.caches.values():
+        for _grid, path, tile_cache in cache_storage(cache_conf):
+            if path:
+                found[path] = any(getattr(tile_cache, attr, None) == path for attr in STORAGE_FILES)
+        for _tile_grid, _extent, manager in cache_conf.caches():
+            lock_dir = getattr(getattr(manager, 'locker', None), 'lock_dir', None)
+            if isinstance(lock_dir, str):
+                found[lock_dir] = False
+    found = dict((os.path.normpath(os.path.join(config_dir, path)), is_file) for path, is_file in found.items())
+    return dict((path, is_file) for path, is_file in found.items()
+                if not (config_dir == path or config_dir.startswith(path.rstrip(os.sep) + os.sep)))
 
 
 def cache_paths(conf, config_file):
@@ -293,23 +322,28 @@ def cache_paths(conf, config_file):
     folder (a cache base of ``.``, say) is left out: the backup would lose the
     configuration; the caches' own paths inside it are still there. Call it inside
     ``with conf:``."""
-    config_dir = os.path.dirname(os.path.abspath(config_file))
-    paths = set()
-    for key in ('cache.base_dir', 'cache.lock_dir', 'cache.tile_lock_dir'):
-        value = conf.globals.get_path(key, {})
-        if value:
-            paths.add(value)
-    for cache_conf in conf.caches.values():
-        for _grid, path, _tile_cache in cache_storage(cache_conf):
-            if path:
-                paths.add(path)
-        for _tile_grid, _extent, manager in cache_conf.caches():
-            lock_dir = getattr(getattr(manager, 'locker', None), 'lock_dir', None)
-            if isinstance(lock_dir, str):
-                paths.add(lock_dir)
-    paths = {os.path.normpath(os.path.join(config_dir, path)) for path in paths}
-    return sorted(path for path in paths
-                  if not (config_dir == path or config_dir.startswith(path.rstrip(os.sep) + os.sep)))
+    return sorted(_cache_locations(conf, config_file))
+
+
+def write_dirs(conf, config_file):
+    """The directories MapProxy writes to: cache_paths with an mbtiles or GeoPackage
+    file replaced by its folder (SQLite writes its journal next to it). The mapproxy
+    role creates them; the units of Gunicorn and the timers may write only there."""
+    return sorted(set(os.path.dirname(path) if is_file else path
+                      for path, is_file in _cache_locations(conf, config_file).items()))
+
+
+def served(conf_dict, conf):
+    """What nginx's fast path needs besides the caches: the services and layers as
+    MapProxy reads them (``base:`` included), and the headers MapProxy gives a tile."""
+    services = conf_dict.get('services')
+    layers = conf_dict.get('layers')
+    return {
+        'services': services if isinstance(services, dict) else {},
+        'layers': layers if isinstance(layers, list) else [],
+        'expires_hours': conf.globals.get_value('tiles.expires_hours', {}),
+        'access_control_allow_origin': conf.globals.get_value('http.access_control_allow_origin', {}),
+    }
 
 
 def describe(conf_dict, conf):
@@ -364,6 +398,7 @@ def describe(conf_dict, conf):
             'sources': list(srcs.keys()) if isinstance(srcs, dict) else list(srcs),
             'format': cache.get('format', 'image/png'),
             'disable_storage': bool(cache.get('disable_storage', False)),
+            'refresh_before': bool(cache.get('refresh_before')),
             'directory_layout': block.get('directory_layout', 'tc') if ctype == 'file' else block.get('directory_layout'),
             'directory': None,
             'directories': {},
@@ -375,6 +410,7 @@ def describe(conf_dict, conf):
             try:
                 with conf:
                     storage = cache_storage(cache_conf)
+                    info['format'] = str(cache_conf.image_opts().format)
             except Exception:
                 storage = []
             if not info['grids']:
@@ -390,6 +426,8 @@ def describe(conf_dict, conf):
                 info['directory'] = dirs[0]
         caches[name] = info
     RESULT['caches'] = caches
+    if conf is not None:
+        RESULT['served'] = served(conf_dict, conf)
 
 
 def check_seed(conf, seed_path):
@@ -632,9 +670,11 @@ def main():
     ok = conf is not None and not RESULT['errors']
     if ok and REQUEST.get('seed'):
         check_seed(conf, REQUEST['seed'])
-    if ok and REQUEST.get('cache_paths'):
+    if ok:
         with conf:
-            RESULT['cache_paths'] = cache_paths(conf, REQUEST['config'])
+            RESULT['write_dirs'] = write_dirs(conf, REQUEST['config'])
+            if REQUEST.get('cache_paths'):
+                RESULT['cache_paths'] = cache_paths(conf, REQUEST['config'])
     if ok and REQUEST.get('bbox'):
         with conf:
             plan_bbox(conf, REQUEST['bbox'])

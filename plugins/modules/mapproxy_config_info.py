@@ -157,6 +157,7 @@ caches:
       sources: [osm_tiles]
       format: image/png
       disable_storage: false
+      refresh_before: false
       directory: /cache/osm
       directories: {webmercator: /cache/osm}
       directory_layout: tms
@@ -176,10 +177,13 @@ caches:
       type: list
       elements: str
     format:
-      description: Image format of the tiles.
+      description: Image format of the tiles, as MapProxy resolves it (C(image.format), C(format), C(request_format)).
       type: str
     disable_storage:
       description: Whether the cache stores no tiles.
+      type: bool
+    refresh_before:
+      description: Whether the cache renews tiles older than C(refresh_before) when they are requested.
       type: bool
     directory:
       description:
@@ -224,6 +228,61 @@ grid_levels:
   returned: always
   type: dict
   sample: {webmercator: 20}
+grid_info:
+  description:
+    - The grids of RV(grids) as MapProxy builds them.
+  returned: always
+  type: dict
+  sample: {webmercator: {srs: "EPSG:3857", origin: ul, levels: 20, bbox: [-20037508.34, -20037508.34, 20037508.34, 20037508.34], tile_size: [256, 256]}}
+  contains:
+    srs:
+      description: The grid's SRS code.
+      type: str
+    origin:
+      description: Where tile rows start, as MapProxy names it (C(ul) for C(nw), C(ll) for C(sw)).
+      type: str
+    levels:
+      description: Number of levels.
+      type: int
+    bbox:
+      description: Extent in the grid's SRS.
+      type: list
+      elements: float
+    tile_size:
+      description: Width and height of a tile in pixels.
+      type: list
+      elements: int
+served:
+  description:
+    - What the role p2d2.mapproxy.mapproxy_nginx needs to answer tiles from disk (filter
+      p2d2.mapproxy.mapproxy_nginx_fast_path) besides RV(caches) and RV(grid_info).
+    - Empty when the configuration is invalid.
+  returned: always
+  type: dict
+  contains:
+    services:
+      description: The C(services) section, with C(base) files merged in.
+      type: dict
+    layers:
+      description: The C(layers) section, with C(base) files merged in.
+      type: list
+      elements: dict
+    expires_hours:
+      description: C(globals.tiles.expires_hours), or MapProxy's default.
+      type: float
+    access_control_allow_origin:
+      description: C(globals.http.access_control_allow_origin), or MapProxy's default.
+      type: str
+write_dirs:
+  description:
+    - The directories MapProxy writes to, as it resolves them - the cache base, the lock
+      directories, each cache's directory (or the folder of its mbtiles or GeoPackage file)
+      and its tile locks. A directory that holds the configuration's folder is left out.
+    - Empty when the configuration is invalid.
+  returned: always
+  type: list
+  elements: str
+  sample: [/cache, /cache/locks, /cache/osm, /cache/osm/tile_locks]
 services:
   description: Names of the configured services.
   returned: always
@@ -323,7 +382,11 @@ def main():
         sources=info.get('sources') or {},
         grids=grids,
         grid_levels=dict((name, (info.get('grids') or {})[name].get('levels')) for name in grids),
+        grid_info=dict((name, dict((key, value) for key, value in (info.get('grids') or {})[name].items()
+                                   if key != 'configured')) for name in grids),
         services=info.get('services') or [],
+        served=info.get('served') or {},
+        write_dirs=info.get('write_dirs') or [],
     )
     if seed_path:
         result['seed_tasks'] = dict(seeds=(seed or {}).get('seeds', []), cleanups=(seed or {}).get('cleanups', []))

@@ -205,6 +205,31 @@ def test_mbtiles_cache_check_creates_no_file(tmp_path, base_conf):
     assert not (tmp_path / 'mb').exists()
 
 
+def test_write_dirs_grids_and_what_is_served(tmp_path, base_conf):
+    """The directories MapProxy writes (an mbtiles file gives its folder), each grid as MapProxy
+    builds it, and the sections and tile headers the nginx role's fast path reads."""
+    base_conf['caches']['mb'] = {'grids': ['webmercator'], 'sources': ['dbg'],
+                                 'cache': {'type': 'mbtiles', 'filename': str(tmp_path / 'mb' / 'x.mbtiles')}}
+    base_conf['caches']['jpeg_cache'] = dict(file_cache(layout='tms'), format='image/jpeg',
+                                             refresh_before={'days': 1})
+    base_conf['globals']['tiles'] = {'expires_hours': 2}
+    result = check(path=write_config(tmp_path / 'mapproxy.yaml', base_conf))
+    assert not result['failed'], result['msg']
+    cache = tmp_path / 'cache'
+    # A cache with a directory keeps its tile locks there, the others below the cache base.
+    assert result['write_dirs'] == sorted(str(path) for path in [
+        cache, cache / 'locks', cache / 'osm', cache / 'osm' / 'tile_locks', cache / 'tile_locks',
+        cache / 'plain_cache_EPSG3857', cache / 'jpeg_cache_EPSG3857', tmp_path / 'mb'])
+    assert result['grid_info']['webmercator']['srs'] == 'EPSG:3857'
+    assert result['grid_info']['webmercator']['origin'] == 'ul'
+    assert result['caches']['jpeg_cache']['format'] == 'image/jpeg'
+    assert result['caches']['jpeg_cache']['refresh_before'] is True
+    assert result['caches']['osm_cache']['refresh_before'] is False
+    assert result['served'] == {'services': base_conf['services'], 'layers': base_conf['layers'],
+                                'expires_hours': 2, 'access_control_allow_origin': '*'}
+    assert not cache.exists()
+
+
 def test_missing_path_fails_naming_the_option(tmp_path):
     result = check(path=str(tmp_path / 'nope.yaml'))
     assert result['failed']
