@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Mapping
 
@@ -14,10 +13,12 @@ DOCUMENTATION = r"""
 name: mapproxy_nginx_fast_path
 short_description: Choose the tile URLs nginx may answer straight from MapProxy's file caches
 description:
-  - Used by the role p2d2.mapproxy.mapproxy_nginx. Reads the sections of a MapProxy configuration
-    (C(services), C(layers), C(caches), C(grids), C(globals)) the way MapProxy 7 does and returns, for every
-    layer whose tiles come from one file cache with C(directory_layout) C(tms) on a grid with origin C(nw),
-    the restful WMTS URL and the C(/tiles) XYZ URL as nginx location regexes with the file each maps to.
+  - Used by the role p2d2.mapproxy.mapproxy_nginx. Reads the answer of the module
+    p2d2.mapproxy.mapproxy_config_info for the live C(mapproxy.yaml), in which MapProxy itself, in the
+    host's venv, has resolved every cache's type, layout, format and directory grid by grid and every grid's
+    SRS and origin. Returns, for every layer whose tiles come from one file cache with C(directory_layout)
+    C(tms) on a grid with origin C(nw), the restful WMTS URL and the C(/tiles) XYZ URL as nginx location
+    regexes with the file each maps to.
   - Everything else is left to MapProxy and listed under C(skipped) with the reason. That is non-file caches,
     other layouts, grids with another origin, caches with C(refresh_before) or C(disable_storage),
     formats other than C(image/png) and C(image/jpeg) (C(mixed) included), layers with dimensions,
@@ -29,7 +30,9 @@ description:
     and C(Access-Control-Allow-Origin) from C(globals.http.access_control_allow_origin).
 options:
   _input:
-    description: The sections of the MapProxy configuration (as rendered into C(mapproxy.yaml)).
+    description:
+      - The result of p2d2.mapproxy.mapproxy_config_info for the configuration nginx serves; its
+        C(caches), C(grid_info) and C(served) are read.
     type: dict
     required: true
   exclude_layers:
@@ -42,15 +45,18 @@ options:
     type: list
     elements: str
     default: []
-  config_dir:
-    description: Directory of C(mapproxy.yaml); MapProxy resolves relative cache paths against it.
-    type: str
-    default: /etc/mapproxy
 author: p2d2 maintainers
 """
 
 EXAMPLES = r"""
-__plan: "{{ mapproxy_nginx_mapproxy_config | p2d2.mapproxy.mapproxy_nginx_fast_path(exclude_layers=['private']) }}"
+- name: Read the live configuration with MapProxy's loader
+  p2d2.mapproxy.mapproxy_config_info:
+    path: /etc/mapproxy/mapproxy.yaml
+  register: __mapproxy_live
+
+- name: Choose the URLs nginx answers from disk
+  ansible.builtin.set_fact:
+    __plan: "{{ __mapproxy_live | p2d2.mapproxy.mapproxy_nginx_fast_path(exclude_layers=['private']) }}"
 """
 
 RETURN = r"""
@@ -65,12 +71,6 @@ _value:
   type: dict
 """
 
-# MapProxy's built-in grids (mapproxy/config/defaults.py).
-BUILTIN_GRIDS = {
-    'GLOBAL_GEODETIC': {'srs': 'EPSG:4326', 'origin': 'sw'},
-    'GLOBAL_MERCATOR': {'srs': 'EPSG:900913', 'origin': 'sw'},
-    'GLOBAL_WEBMERCATOR': {'srs': 'EPSG:3857', 'origin': 'nw'},
-}
 # Content-Type MapProxy sends ('image/' + the tile's format) and the cache file's extension.
 FORMATS = {'image/png': 'png', 'image/jpeg': 'jpeg'}
 WMTS_DEFAULT_TEMPLATE = '/{Layer}/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}.{Format}'
@@ -88,19 +88,6 @@ def _mapping(value, what):
     return value
 
 
-def _grid(grids, name, seen=()):
-    """srs and origin of a grid, following 'base' like MapProxy does."""
-    if name in seen:
-        return {}
-    conf = grids.get(name)
-    if conf is None:
-        return dict(BUILTIN_GRIDS.get(name, {}))
-    conf = _mapping(conf, f"grid '{name}'")
-    result = _grid(grids, conf['base'], seen + (name,)) if conf.get('base') else {}
-    result.update({k: conf[k] for k in ('srs', 'origin') if k in conf})
-    return result
-
-
 def _layers(layers, skipped):
     """Named layers, nested ones included."""
     result = []
@@ -116,42 +103,20 @@ def _layers(layers, skipped):
     return result
 
 
-def _cache_format(conf):
-    image = conf.get('image') if isinstance(conf.get('image'), Mapping) else {}
-    return image.get('format') or conf.get('format') or conf.get('request_format') or 'image/png'
-
-
-def _cache_dir(name, conf, grid_name, grid, globals_, config_dir):
-    cache = conf.get('cache') or {}
-    base = cache.get('directory')
-    if base:
-        return posixpath.normpath(posixpath.join(config_dir, base))
-    base = conf.get('cache_dir') or (globals_.get('cache') or {}).get('base_dir') or './cache_data'
-    base = posixpath.join(config_dir, base)
-    if cache.get('use_grid_names'):
-        return posixpath.normpath(posixpath.join(base, name, grid_name))
-    return posixpath.normpath(posixpath.join(base, name + '_' + str(grid.get('srs', '')).replace(':', '')))
-
-
-def _check_cache(name, conf, exclude_caches):
-    """Why a cache cannot be served from disk, or None."""
+def _check_cache(name, cache, exclude_caches):
+    """Why a cache cannot be served from disk, or None. ``cache`` is MapProxy's answer."""
     if name in exclude_caches:
         return 'it is listed in mapproxy_nginx_exclude_caches'
-    cache = conf.get('cache') or {}
-    if not isinstance(cache, Mapping):
-        return 'its cache section is not a mapping'
-    if cache.get('type', 'file') != 'file':
+    if cache.get('type') != 'file':
         return f"it is a {cache.get('type')} cache, not files nginx can read"
-    layout = cache.get('directory_layout', 'tc')
-    if layout != 'tms':
-        return f"its directory_layout is {layout}, not tms (z/x/y.ext)"
-    if conf.get('refresh_before'):
+    if cache.get('directory_layout') != 'tms':
+        return f"its directory_layout is {cache.get('directory_layout')}, not tms (z/x/y.ext)"
+    if cache.get('refresh_before'):
         return 'it has refresh_before: MapProxy renews old tiles when they are requested'
-    if conf.get('disable_storage'):
+    if cache.get('disable_storage'):
         return 'it has disable_storage: nothing is on disk'
-    fmt = _cache_format(conf)
-    if fmt not in FORMATS:
-        return f"its format is {fmt}; the fast path serves image/png and image/jpeg only"
+    if cache.get('format') not in FORMATS or cache.get('file_ext') != FORMATS[cache.get('format')]:
+        return f"its format is {cache.get('format')}; the fast path serves image/png and image/jpeg only"
     return None
 
 
@@ -169,19 +134,21 @@ def _wmts_regex(template, layer, grid_name, ext):
     return '^/wmts' + regex + '$', None
 
 
-def mapproxy_nginx_fast_path(config, exclude_layers=None, exclude_caches=None, config_dir='/etc/mapproxy'):
-    config = _mapping(config, 'the input')
+def mapproxy_nginx_fast_path(info, exclude_layers=None, exclude_caches=None):
+    info = _mapping(info, 'the input')
     exclude_layers = list(exclude_layers or [])
     exclude_caches = list(exclude_caches or [])
-    services = _mapping(config.get('services'), 'services')
-    caches = _mapping(config.get('caches'), 'caches')
-    grids = _mapping(config.get('grids'), 'grids')
-    globals_ = _mapping(config.get('globals'), 'globals')
+    served = _mapping(info.get('served'), 'served')
+    if not served:
+        # No configuration read (the fast path is off): nothing is served from disk.
+        return {'routes': [], 'skipped': [], 'cache_control': '', 'cors_origin': ''}
+    services = _mapping(served.get('services'), 'services')
+    caches = _mapping(info.get('caches'), 'caches')
+    grids = _mapping(info.get('grid_info'), 'grid_info')
     skipped = []
 
-    expires_hours = (globals_.get('tiles') or {}).get('expires_hours', 72)
-    max_age = int(float(expires_hours) * 60 * 60)
-    cors = (globals_.get('http') or {}).get('access_control_allow_origin', '*')
+    max_age = int(float(served.get('expires_hours', 72)) * 60 * 60)
+    cors = served.get('access_control_allow_origin')
     if cors is None:
         cors = ''
     if not isinstance(cors, str) or re.search(r'["\\\s;{}$]', cors):
@@ -205,15 +172,15 @@ def mapproxy_nginx_fast_path(config, exclude_layers=None, exclude_caches=None, c
     use_grid_names = bool(tms_conf.get('use_grid_names'))
 
     cache_reasons = {}
-    for name, conf in caches.items():
-        reason = _check_cache(name, _mapping(conf, f"cache '{name}'"), exclude_caches)
+    for name, cache in caches.items():
+        reason = _check_cache(name, _mapping(cache, f"cache '{name}'"), exclude_caches)
         cache_reasons[name] = reason
         if reason:
             skipped.append(f"cache {name}: {reason}")
 
     routes = []
     seen = {}
-    for layer in _layers(config.get('layers'), skipped):
+    for layer in _layers(served.get('layers'), skipped):
         lname = str(layer['name'])
         if lname in exclude_layers:
             skipped.append(f"layer {lname}: it is listed in mapproxy_nginx_exclude_layers")
@@ -241,16 +208,16 @@ def mapproxy_nginx_fast_path(config, exclude_layers=None, exclude_caches=None, c
                 if cname not in caches:
                     skipped.append(f"layer {lname}: tile source {cname} is not a cache")
                 continue
-            conf = caches[cname]
-            ext = FORMATS[_cache_format(conf)]
-            for gname in conf.get('grids') or []:
-                grid = _grid(grids, gname)
+            cache = caches[cname]
+            ext = FORMATS[cache['format']]
+            for gname, root in (cache.get('directories') or {}).items():
+                grid = _mapping(grids.get(gname), f"grid '{gname}'")
                 what = f"layer {lname}, cache {cname}, grid {gname}"
                 if grid.get('origin') not in ('nw', 'ul'):
-                    skipped.append(f"{what}: the grid's origin is {grid.get('origin') or 'sw (the default)'}, not nw")
+                    origin = {'ll': 'sw', 'sw': 'sw'}.get(grid.get('origin'), grid.get('origin'))
+                    skipped.append(f"{what}: the grid's origin is {origin}, not nw")
                     continue
-                root = _cache_dir(cname, conf, gname, grid, globals_, config_dir)
-                if not SAFE_PATH.match(root) or not SAFE_NAME.match(str(gname)):
+                if not SAFE_PATH.match(str(root)) or not SAFE_NAME.match(str(gname)):
                     skipped.append(f"{what}: its directory or grid name has characters the fast path does not route")
                     continue
                 common = {'layer': lname, 'cache': cname, 'grid': gname, 'root': root,

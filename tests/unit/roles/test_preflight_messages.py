@@ -83,8 +83,14 @@ CASES = {
                 'mapproxy_nginx_trusted_proxies has entries that are not IPv4 or IPv6 addresses or networks:'),
     'server_config': ('mapproxy_nginx', {'mapproxy_nginx_extra_server_config': 'gzip on;'},
                       'mapproxy_nginx_extra_server_config must be a list of lines'),
-    'nginx_config': ('mapproxy_nginx', {'mapproxy_nginx_mapproxy_config': ['caches']},
-                     'mapproxy_nginx_mapproxy_config must be the sections of mapproxy.yaml'),
+    # the fast path reads the host's mapproxy.yaml with MapProxy (the venv running pytest)
+    'fast_path_venv': ('mapproxy_nginx', {'mapproxy_venv_path': '/nonexistent/venv'},
+                       'mapproxy_nginx_fast_path answers tiles from the caches MapProxy\'s configuration names, and'
+                       ' MapProxy could not read it: The MapProxy venv /nonexistent/venv does not exist (option venv)'),
+    'fast_path_config': ('mapproxy_nginx', {'mapproxy_venv_path': VENV,
+                                            'mapproxy_config_file': '{{ p2d2_case_dir }}/invalid.yaml'},
+                         'could not read it: {{ p2d2_case_dir }}/invalid.yaml is not a valid MapProxy configuration:'
+                         " 'yes' in services.tms not of type dict"),
     # mapproxy_firewall
     'sources': ('mapproxy_firewall', {'mapproxy_firewall_mapproxy_sources': ['192.0.2.300']},
                 'mapproxy_firewall_mapproxy_sources has entries that are not IPv4 or IPv6 addresses or networks'),
@@ -130,8 +136,8 @@ CASES = {
                      'mapproxy_seeding_nice must be -20 to 19 (is 30)'),
     'seeding_job': ('mapproxy_seeding', {'mapproxy_seeding_jobs': [{'name': 'x', 'caches': ['osm_cache']}]},
                     "mapproxy_seeding_jobs[0] (x): 'levels' is missing"),
-    'fast_path': ('mapproxy_nginx', {'mapproxy_nginx_mapproxy_config': {'caches': ['osm_cache']}},
-                  'mapproxy_nginx_fast_path: caches must be a mapping'),
+    'fast_path': ('mapproxy_nginx', {'mapproxy_venv_path': VENV, 'mapproxy_config_file': '{{ p2d2_case_dir }}/cors.yaml'},
+                  "mapproxy_nginx_fast_path: globals.http.access_control_allow_origin is 'a\"; b': give one origin"),
     'seeding_schedule': ('mapproxy_seeding', {'mapproxy_seeding_jobs': [], 'mapproxy_seeding_cache_limits': [],
                                               'mapproxy_seeding_cleanup_jobs': [
                                                   {'name': 'old', 'caches': ['osm_cache'], 'max_age': '30d',
@@ -160,13 +166,24 @@ def ansible_env(tmp_path):
                 ANSIBLE_NOCOLOR='1', ANSIBLE_FORKS='8', ANSIBLE_RETRY_FILES_ENABLED='0')
 
 
+# MapProxy configurations the cases name as {{ p2d2_case_dir }}/NAME.yaml
+CONFIGS = {
+    'invalid.yaml': {'services': {'tms': 'yes'}, 'layers': []},
+    'cors.yaml': {'services': {'tms': None}, 'layers': [{'name': 'd', 'title': 'd', 'sources': ['dbg']}],
+                  'sources': {'dbg': {'type': 'debug'}},
+                  'globals': {'http': {'access_control_allow_origin': 'a"; b'}}},
+}
+
+
 def test_every_preflight_failure_names_its_cause(tmp_path):
     out = tmp_path / 'messages'
     out.mkdir()
+    for name, config in CONFIGS.items():
+        (tmp_path / name).write_text(dump_yaml(config))
     hosts = {}
     for name, (role, variables, _expected) in CASES.items():
         hosts[name] = dict(variables, p2d2_case_role=role, ansible_connection='local',
-                           ansible_python_interpreter=BASE_PYTHON)
+                           ansible_python_interpreter=BASE_PYTHON, p2d2_case_dir=str(tmp_path))
     (tmp_path / 'inventory.json').write_text(json.dumps({'all': {'hosts': hosts}}))
     (tmp_path / 'play.yml').write_text(dump_yaml([{
         'name': 'Run one preflight per case',
@@ -194,6 +211,7 @@ def test_every_preflight_failure_names_its_cause(tmp_path):
             problems.append('%s (%s): the preflight accepted the bad input' % (name, role))
             continue
         message = path.read_text()
+        expected = expected.replace('{{ p2d2_case_dir }}', str(tmp_path))
         # the messages are folded (>-): compare them with single spaces
         if ' '.join(expected.split()) not in ' '.join(message.split()) or 'Error while' in message:
             problems.append('%s (%s): %r' % (name, role, message))

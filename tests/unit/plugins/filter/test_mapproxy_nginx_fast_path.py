@@ -1,19 +1,25 @@
 # Copyright (c) 2026, p2d2 maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The filter that chooses the URLs nginx answers from disk (role mapproxy_nginx)."""
+"""The filter that chooses the URLs nginx answers from disk (role mapproxy_nginx), fed as the
+role feeds it: with the answer of the module mapproxy_config_info, in which the real MapProxy
+of the venv running pytest has read the configuration."""
 
 from __future__ import annotations
 
 import copy
 import io
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.p2d2.mapproxy.plugins.filter.mapproxy_nginx_fast_path import mapproxy_nginx_fast_path
-from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import needs_mapproxy
+from ansible_collections.p2d2.mapproxy.plugins.modules import mapproxy_config_info
+from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import VENV, needs_mapproxy, run_module
+
+pytestmark = needs_mapproxy
 
 # The shape of the mapproxy role's defaults (the runbook's layers, caches and grid).
 RUNBOOK = {
@@ -30,7 +36,22 @@ RUNBOOK = {
                                              'directory_layout': 'tms'}}},
     'grids': {'webmercator': {'base': 'GLOBAL_WEBMERCATOR', 'srs': 'EPSG:3857', 'origin': 'nw'}},
     'globals': {'cache': {'base_dir': '/cache', 'lock_dir': '/cache/locks'}},
+    'sources': {'osm_tiles': {'type': 'debug'}, 'geoserver_wms': {'type': 'debug'}},
 }
+
+
+@pytest.fixture(name='plan')
+def plan_fixture(tmp_path):
+    """plan(config, **options): the filter's answer for config, as MapProxy reads it from a file
+    in config_dir (tmp_path unless given)."""
+    def plan(config, config_dir=None, **options):
+        folder = Path(config_dir or tmp_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / 'mapproxy.yaml').write_text(yaml.safe_dump(config))
+        info = run_module(mapproxy_config_info, {'path': str(folder / 'mapproxy.yaml'), 'venv': VENV})
+        assert not info['failed'], info['msg']
+        return mapproxy_nginx_fast_path(info, **options)
+    return plan
 
 
 def _config(**changes):
@@ -57,8 +78,8 @@ def _match(plan, url):
     return None, None
 
 
-def test_runbook_layers_get_wmts_and_tiles_urls():
-    plan = mapproxy_nginx_fast_path(RUNBOOK)
+def test_runbook_layers_get_wmts_and_tiles_urls(plan):
+    plan = plan(RUNBOOK)
     assert plan['skipped'] == []
     assert plan['cache_control'] == 'public, max-age=259200, s-maxage=259200'
     assert plan['cors_origin'] == '*'
@@ -79,8 +100,8 @@ def test_runbook_layers_get_wmts_and_tiles_urls():
     '/tiles/osm/webmercator/6/33/21.png',
     '/wmts/osm/webmercator/6/33/21.png/x',
 ])
-def test_other_urls_are_not_routed(url):
-    assert _match(mapproxy_nginx_fast_path(RUNBOOK), url) == (None, None)
+def test_other_urls_are_not_routed(plan, url):
+    assert _match(plan(RUNBOOK), url) == (None, None)
 
 
 @pytest.mark.parametrize('changes, reason', [
@@ -93,8 +114,8 @@ def test_other_urls_are_not_routed(url):
      'cache osm_cache: its format is mixed'),
     ({'caches__osm_cache__image': {'format': 'image/png; mode=8bit'}}, 'cache osm_cache: its format is image/png; mode=8bit'),
     ({'grids__webmercator__origin': 'sw'}, 'layer osm, cache osm_cache, grid webmercator: the grid\'s origin is sw'),
-    ({'grids__webmercator': {'srs': 'EPSG:3857'}}, 'the grid\'s origin is sw (the default), not nw'),
-    ({'layers': [{'name': 'osm', 'title': 'x', 'sources': ['osm_cache'], 'dimensions': {'time': {'values': ['1']}}}]},
+    ({'grids__webmercator': {'srs': 'EPSG:3857'}}, 'grid webmercator: the grid\'s origin is sw, not nw'),  # MapProxy's default
+    ({'layers': [{'name': 'osm', 'title': 'x', 'sources': ['osm_cache'], 'dimensions': {'elevation': {'values': ['0', '1000']}}}]},
      'layer osm: it has dimensions'),
     ({'layers': [{'name': 'osm', 'title': 'x', 'sources': ['osm_cache', 'geoserver_cache']}]},
      'layer osm: more than one source'),
@@ -102,8 +123,8 @@ def test_other_urls_are_not_routed(url):
     ({'services__wmts__restful_template': '/{Layer}/{Style}/{TileMatrixSet}/{TileMatrix}/{TileCol}/{TileRow}.{Format}'},
      'WMTS restful: the WMTS restful_template has {Style}'),
 ])
-def test_what_is_left_to_mapproxy_and_why(changes, reason):
-    plan = mapproxy_nginx_fast_path(_config(**changes))
+def test_what_is_left_to_mapproxy_and_why(plan, changes, reason):
+    plan = plan(_config(**changes))
     assert any(s.startswith(reason) or reason in s for s in plan['skipped']), plan['skipped']
     route = _match(plan, '/wmts/osm/webmercator/6/33/21.png')[0]
     assert route is None
@@ -112,43 +133,46 @@ def test_what_is_left_to_mapproxy_and_why(changes, reason):
         assert _match(plan, '/wmts/geoserver_base/webmercator/1/0/1.png')[0] is not None
 
 
-def test_excluded_layers_and_caches():
-    plan = mapproxy_nginx_fast_path(RUNBOOK, exclude_layers=['osm'], exclude_caches=['geoserver_cache'])
+def test_excluded_layers_and_caches(plan):
+    plan = plan(RUNBOOK, exclude_layers=['osm'], exclude_caches=['geoserver_cache'])
     assert plan['routes'] == []
     assert 'layer osm: it is listed in mapproxy_nginx_exclude_layers' in plan['skipped']
     assert 'cache geoserver_cache: it is listed in mapproxy_nginx_exclude_caches' in plan['skipped']
 
 
-def test_tiles_urls_follow_the_tms_service():
-    plan = mapproxy_nginx_fast_path(_config(services__tms={'origin': 'sw'}))
-    assert {r['service'] for r in plan['routes']} == {'wmts'}
-    assert '/tiles: the TMS service has origin sw: rows are flipped' in plan['skipped']
-    plan = mapproxy_nginx_fast_path(_config(services__tms={'use_grid_names': True}))
-    assert _match(plan, '/tiles/osm/webmercator/2/1/0.png')[1] == '/cache/osm/2/1/0.png'
-    plan = mapproxy_nginx_fast_path(_config(services__tms=None, services__wmts=None))
-    assert plan['routes'] == []
+def test_tiles_urls_follow_the_tms_service(plan):
+    first = plan(_config(services__tms={'origin': 'sw'}))
+    assert {r['service'] for r in first['routes']} == {'wmts'}
+    assert '/tiles: the TMS service has origin sw: rows are flipped' in first['skipped']
+    by_grid_name = plan(_config(services__tms={'use_grid_names': True}))
+    assert _match(by_grid_name, '/tiles/osm/webmercator/2/1/0.png')[1] == '/cache/osm/2/1/0.png'
+    assert plan(_config(services__tms=None, services__wmts=None))['routes'] == []
 
 
-def test_headers_follow_globals_and_paths_follow_mapproxy():
+def test_headers_follow_globals_and_paths_follow_mapproxy(plan, tmp_path):
     config = _config(globals={'tiles': {'expires_hours': 1}, 'http': {'access_control_allow_origin': ''},
                               'cache': {'base_dir': 'data'}},
                      caches__osm_cache__cache={'type': 'file', 'directory_layout': 'tms'},
                      caches__osm_cache__format='image/jpeg')
-    plan = mapproxy_nginx_fast_path(config, config_dir='/srv/mp')
+    plan = plan(config, config_dir=tmp_path / 'srv' / 'mp')
     assert plan['cache_control'] == 'public, max-age=3600, s-maxage=3600'
     assert plan['cors_origin'] == ''
     route, path = _match(plan, '/wmts/osm/webmercator/3/1/2.jpeg')
-    assert path == '/srv/mp/data/osm_cache_EPSG3857/3/1/2.jpeg'
+    # MapProxy's own answer: a relative base_dir follows the config file's folder.
+    assert path == str(tmp_path / 'srv' / 'mp' / 'data' / 'osm_cache_EPSG3857' / '3' / '1' / '2.jpeg')
     assert route['content_type'] == 'image/jpeg'
 
 
-def test_a_bad_cors_origin_is_refused():
+def test_a_bad_cors_origin_is_refused(plan):
     with pytest.raises(AnsibleFilterError, match='access_control_allow_origin'):
-        mapproxy_nginx_fast_path(_config(globals={'http': {'access_control_allow_origin': 'a"; x'}}))
+        plan(_config(globals={'http': {'access_control_allow_origin': 'a"; x'}}))
 
 
-@needs_mapproxy
-def test_mapproxy_writes_the_file_the_route_names(tmp_path):
+def test_no_answer_serves_nothing_from_disk():
+    assert mapproxy_nginx_fast_path({}) == {'routes': [], 'skipped': [], 'cache_control': '', 'cors_origin': ''}
+
+
+def test_mapproxy_writes_the_file_the_route_names(plan, tmp_path):
     """Real MapProxy, debug source: the tile of a routed URL lands in the file the route tries,
     with the headers the plan says."""
     from mapproxy.wsgiapp import make_wsgi_app
@@ -159,9 +183,8 @@ def test_mapproxy_writes_the_file_the_route_names(tmp_path):
                      globals={'cache': {'base_dir': str(tmp_path)}, 'tiles': {'expires_hours': 2}})
     config['services'].pop('demo')
     config['sources'] = {'debug': {'type': 'debug'}}
-    (tmp_path / 'mapproxy.yaml').write_text(yaml.safe_dump(config))
+    plan = plan(config)
     app = make_wsgi_app(str(tmp_path / 'mapproxy.yaml'))
-    plan = mapproxy_nginx_fast_path(config)
     for url in ['/wmts/osm/webmercator/3/2/1.png', '/tiles/geoserver_base_EPSG3857/4/3/5.png']:
         answer = {}
         environ = {'REQUEST_METHOD': 'GET', 'PATH_INFO': url, 'QUERY_STRING': '', 'SERVER_NAME': 'x',
