@@ -9,6 +9,24 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
+# Every Debian package of the run in one apt-get: the image build below runs beside the
+# tool venv and the static checks, and must not race them for apt's lock.
+packages=(debootstrap wrk)
+command -v dockerd >/dev/null || packages+=(docker.io)
+python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
+ensure_apt_packages "${packages[@]}"
+
+# The Debian images are built (debootstrap: downloads and unpacking) while the tool venv
+# is created and the linters, unit tests and sanity run (the CPU's work), in a process
+# group of its own that is stopped when this script ends early.
+ensure_docker
+images_log=$STATE/images.log
+setsid bash -c 'source "$1/scripts/lib.sh"; start=$SECONDS; ensure_images
+                echo "images ready in $((SECONDS - start)) s" >&2' images "$ROOT" >"$images_log" 2>&1 &
+images_pid=$!
+trap 'kill -- "-$images_pid" 2>/dev/null || true; stop_dockerd' EXIT
+static_start=$SECONDS
+
 ensure_venv
 
 # ansible-test needs the collection below ansible_collections/NAMESPACE/NAME (the link in
@@ -51,8 +69,8 @@ if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
   ansible-lint --profile production
 
   log "Plugin unit tests and the smoke check of the performance harness (pytest)"
-  # tests/bench runs scripts/bench.py's measuring code with wrk against a local Gunicorn.
-  ensure_apt_packages wrk
+  # tests/bench runs scripts/bench.py's measuring code with wrk (installed above) against a
+  # local Gunicorn.
   # One worker per core; worksteal hands the short tests to the idle worker while a long
   # one (mapproxy-seed's progress file needs a run of over 30 s) holds the other.
   pytest --numprocesses auto --dist worksteal
@@ -61,8 +79,10 @@ if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
   run_sanity
 fi
 
-ensure_docker
-ensure_images
+static_took=$((SECONDS - static_start))
+wait "$images_pid" || { cat "$images_log" >&2; die "the Debian test images could not be built (log above)"; }
+grep -v '^$' "$images_log" >&2 || true
+log "The tool venv and the static checks took ${static_took} s; the images were built beside them"
 
 if [ "$#" -gt 0 ]; then
   scenarios=("$@")
