@@ -16,6 +16,9 @@ Request keys (all optional except ``config``):
 
 - ``config``: path of mapproxy.yaml to load.
 - ``content_mode``: the config is a temporary copy; warn about relative paths.
+- ``config_dir``: the folder the config is going to live in: MapProxy's objects
+  are built with it as their base, so relative paths, MapProxy's own relative
+  defaults (``./cache_data``) included, resolve as they will there.
 - ``seed``: path of a seed.yaml to check against the config.
 - ``bbox``: ``{"bbox": [4 floats], "srs": "EPSG:4326", "grids": [...] or
   "caches": [...], "levels": {grid: [levels]}}``: validate the bbox and
@@ -46,6 +49,7 @@ line (exit 1 and a message on stderr when MapProxy cannot load CONFIG).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -212,6 +216,9 @@ def inspect_config(path):
             warnings.simplefilter('always')
             try:
                 conf = load_configuration(path)
+                if REQUEST.get('config_dir'):
+                    from mapproxy.config.loader import ProxyConfiguration
+                    conf = ProxyConfiguration(copy.deepcopy(conf_dict), conf_base_dir=REQUEST['config_dir'])
             except Exception as ex:
                 failed = True
                 text = in_words(ex)
@@ -671,10 +678,13 @@ def main():
     if ok and REQUEST.get('seed'):
         check_seed(conf, REQUEST['seed'])
     if ok:
+        config_file = REQUEST['config']
+        if REQUEST.get('config_dir'):
+            config_file = os.path.join(REQUEST['config_dir'], os.path.basename(config_file))
         with conf:
-            RESULT['write_dirs'] = write_dirs(conf, REQUEST['config'])
+            RESULT['write_dirs'] = write_dirs(conf, config_file)
             if REQUEST.get('cache_paths'):
-                RESULT['cache_paths'] = cache_paths(conf, REQUEST['config'])
+                RESULT['cache_paths'] = cache_paths(conf, config_file)
     if ok and REQUEST.get('bbox'):
         with conf:
             plan_bbox(conf, REQUEST['bbox'])

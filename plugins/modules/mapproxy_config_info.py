@@ -46,12 +46,20 @@ options:
   content:
     description:
       - The text of a MapProxy configuration, for example a rendered template.
-      - The module writes it to a private temporary folder and loads it from there, so
-        B(paths in it must be absolute); relative C(base_dir), C(directory), C(cache_dir),
-        C(lock_dir), C(tile_lock_dir) and C(filename) values are reported as warnings.
+      - The module writes it to a private temporary folder and loads it from there. Relative paths
+        resolve against O(content_dir); without it, against that folder, and relative C(base_dir),
+        C(directory), C(cache_dir), C(lock_dir), C(tile_lock_dir) and C(filename) values are reported
+        as warnings.
       - Not logged, because a configuration may hold credentials of sources.
       - Exactly one of O(path) and O(content) is required.
     type: str
+  content_dir:
+    description:
+      - With O(content), the folder the configuration is going to live in (that of the live file).
+        MapProxy resolves relative paths against it, its own relative defaults such as the lock
+        directory C(./cache_data/tile_locks) included, as it will once the file is there; RV(write_dirs)
+        and RV(caches) then name the real paths.
+    type: path
   seed_path:
     description:
       - Path of a seed configuration on the managed host to check against the configuration.
@@ -322,6 +330,7 @@ def main():
         argument_spec=dict(
             path=dict(type='path'),
             content=dict(type='str', no_log=True),
+            content_dir=dict(type='path'),
             seed_path=dict(type='path'),
             seed_content=dict(type='str'),
             venv=dict(type='path', default=DEFAULT_VENV),
@@ -330,6 +339,7 @@ def main():
         ),
         mutually_exclusive=[('path', 'content'), ('seed_path', 'seed_content')],
         required_one_of=[('path', 'content')],
+        required_by={'content_dir': 'content'},
         supports_check_mode=True,
     )
     params = module.params
@@ -350,7 +360,8 @@ def main():
         elif seed_path and not os.path.isfile(seed_path):
             module.fail_json(msg='The seed configuration %s does not exist (option seed_path).' % seed_path)
 
-        request = dict(config=config_path, content_mode=params['content'] is not None)
+        request = dict(config=config_path, content_mode=params['content'] is not None and not params['content_dir'],
+                       config_dir=params['content_dir'])
         if seed_path:
             request['seed'] = seed_path
         info = venv.probe(request, cwd=tmp.path)

@@ -188,6 +188,25 @@ def test_content_with_relative_path_warns(tmp_path, base_conf):
     assert any('globals.cache.base_dir is a relative path' in w for w in result['config_warnings'])
 
 
+def test_content_resolves_relative_paths_against_content_dir(tmp_path, base_conf):
+    """As MapProxy will once the file is in content_dir: its own default lock_dir included."""
+    del base_conf['globals']['cache']['lock_dir']
+    base_conf['caches']['rel'] = file_cache(directory='rel_cache')
+    live = tmp_path / 'etc'
+    result = check(content=dump_yaml(base_conf), content_dir=str(live))
+    assert not result['failed'], result['msg']
+    assert not any('relative path' in w for w in result['config_warnings'])
+    assert result['caches']['rel']['directory'] == str(live / 'rel_cache')
+    assert str(live / 'cache_data' / 'tile_locks') in result['write_dirs']
+    assert str(live / 'rel_cache') in result['write_dirs']
+    assert all(path.startswith(str(tmp_path)) for path in result['write_dirs']), result['write_dirs']
+    assert not live.exists()
+    # Without it, the same content resolves against the module's temporary folder, and warns.
+    result = check(content=dump_yaml(base_conf))
+    assert any('caches.rel.cache.directory is a relative path' in w for w in result['config_warnings'])
+    assert not any(path.startswith(str(live)) for path in result['write_dirs'])
+
+
 def test_content_with_error_fails(base_conf):
     base_conf['caches']['osm_cache']['grids'] = ['nogrid']
     result = check(content=dump_yaml(base_conf))
