@@ -29,10 +29,6 @@ Request keys (all optional except ``config``):
   ``coverages_from``) to check them; only ``coverage`` if that name is given.
 - ``cache_paths``: true: every path the caches of ``config`` write, as
   ``cache_paths()`` below works it out (the backup role's cache exclusion).
-
-A valid ``config`` is also answered with ``write_dirs`` (``write_dirs()``: the
-directories MapProxy writes) and ``served`` (``served()``: the services, layers and
-tile headers nginx's fast path follows), besides its layers, caches and grids.
 - ``lock``: ``{"dir": lock folder, "caches": [...], "timeout": seconds, "test":
   bool}``: take mapproxy-seed's cache lock of each cache with MapProxy's own
   ``CacheLocker`` (``cache_locks()`` below, which the timers' tool uses too),
@@ -40,6 +36,10 @@ tile headers nginx's fast path follows), besides its layers, caches and grids.
   ``{"locked": false, "cache": name}`` when one was not free in time. With
   ``test``, answer at once which caches are locked (``{"busy": [...]}``) and
   hold nothing. No other key is read with ``lock``.
+
+A valid ``config`` is also answered with ``write_dirs`` (``write_dirs()``: the
+directories MapProxy writes) and ``served`` (``served()``: the services, layers and
+tile headers nginx's fast path follows), besides its layers, caches and grids.
 
 The request is the first line of stdin (or all of it, without a newline).
 ``python mapproxy_probe.py --cache-paths CONFIG`` prints those paths, one a
@@ -433,7 +433,7 @@ def describe(conf_dict, conf):
                 info['directory'] = dirs[0]
         caches[name] = info
     RESULT['caches'] = caches
-    if conf is not None:
+    if conf is not None and not RESULT['errors']:
         RESULT['served'] = served(conf_dict, conf)
 
 

@@ -129,6 +129,9 @@ def test_unknown_grid_is_an_error_naming_cache_and_grid(tmp_path, base_conf):
     assert result['failed']
     assert "cache 'osm_cache': grid 'nogrid' is not defined in grids" in result['errors']
     assert 'KeyError' not in result['msg']
+    # MapProxy built the configuration but one of its objects failed: nothing to serve or write from it.
+    assert result['served'] == {}
+    assert result['write_dirs'] == []
 
 
 def test_bad_directory_layout_is_an_error(tmp_path, base_conf):
