@@ -133,6 +133,17 @@ def test_what_is_left_to_mapproxy_and_why(plan, changes, reason):
         assert _match(plan, '/wmts/geoserver_base/webmercator/1/0/1.png')[0] is not None
 
 
+def test_caches_and_layers_from_a_base_file_are_served(plan, tmp_path):
+    """MapProxy merges base: files into the configuration; the fast path follows what it merged."""
+    included = {key: RUNBOOK[key] for key in ('layers', 'caches')}
+    (tmp_path / 'layers.yaml').write_text(yaml.safe_dump(included))
+    config = {key: value for key, value in RUNBOOK.items() if key not in included}
+    config['base'] = 'layers.yaml'
+    routes = plan(config)['routes']
+    assert _match({'routes': routes}, '/wmts/osm/webmercator/6/33/21.png')[1] == '/cache/osm/6/33/21.png'
+    assert len(routes) == 4
+
+
 def test_excluded_layers_and_caches(plan):
     plan = plan(RUNBOOK, exclude_layers=['osm'], exclude_caches=['geoserver_cache'])
     assert plan['routes'] == []
