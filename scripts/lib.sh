@@ -53,6 +53,11 @@ ensure_apt_packages() {
   [ "$rc" -eq 0 ] || die "apt-get could not install ${missing[*]}"
 }
 
+# The Debian package that ensure_venv and ensure_docker need, when this machine lacks it
+# (printed, empty when present): test.sh installs them up front with the rest.
+venv_package() { python3 -c 'import ensurepip' 2>/dev/null || echo python3-venv; }
+docker_package() { command -v dockerd >/dev/null || echo docker.io; }
+
 # The project's tool venv: pinned Ansible, Molecule, linters, pytest and MapProxy.
 ensure_venv() {
   local req=$ROOT/tests/requirements.txt stamp=$VENV/.requirements.sha256 sum
@@ -62,7 +67,9 @@ ensure_venv() {
     return 0
   fi
   log "Creating the tool venv in .venv"
-  python3 -c 'import ensurepip' 2>/dev/null || ensure_apt_packages python3-venv
+  local pkg
+  pkg=$(venv_package)
+  [ -z "$pkg" ] || ensure_apt_packages "$pkg"
   python3 -m venv --clear "$VENV"
   if ! { "$VENV/bin/pip" install --upgrade pip && "$VENV/bin/pip" install -r "$req"; } >"$STATE/pip.log" 2>&1; then
     tail -n 30 "$STATE/pip.log" >&2
@@ -88,7 +95,9 @@ stop_dockerd() {
 # Start dockerd only when no engine answers; stop only the one started here, when the
 # script ends, unless called as `ensure_docker keep` (the demo's container needs it).
 ensure_docker() {
-  command -v dockerd >/dev/null || ensure_apt_packages docker.io
+  local pkg
+  pkg=$(docker_package)
+  [ -z "$pkg" ] || ensure_apt_packages "$pkg"
   if docker info >/dev/null 2>&1; then return 0; fi
   log "Starting the Docker engine (log: .testbed/dockerd.log)"
   setsid dockerd --pidfile "$STATE/dockerd.pid" >"$STATE/dockerd.log" 2>&1 < /dev/null &

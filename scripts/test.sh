@@ -11,10 +11,8 @@ cd "$ROOT"
 
 # Every Debian package of the run in one apt-get: the image build below runs beside the
 # tool venv and the static checks, and must not race them for apt's lock.
-packages=(debootstrap wrk)
-command -v dockerd >/dev/null || packages+=(docker.io)
-python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
-ensure_apt_packages "${packages[@]}"
+# shellcheck disable=SC2046  # each prints one word or nothing
+ensure_apt_packages debootstrap wrk $(venv_package) $(docker_package)
 
 # The Debian images are built (debootstrap: downloads and unpacking) while the tool venv
 # is created and the linters, unit tests and sanity run (the CPU's work), in a process
