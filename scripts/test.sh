@@ -9,10 +9,11 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-# Every Debian package of the run in one apt-get: the image build below runs beside the
+# Every Debian package of the run in one apt-get (redis-server: the unit tests start their
+# own, the stand-in of a shared cache): the image build below runs beside the
 # tool venv and the static checks, and must not race them for apt's lock.
 # shellcheck disable=SC2046  # each prints one word or nothing
-ensure_apt_packages debootstrap wrk $(venv_package) $(docker_package)
+ensure_apt_packages debootstrap wrk redis-server $(venv_package) $(docker_package)
 
 # The Debian images are built (debootstrap: downloads and unpacking) while the tool venv
 # is created and the linters, unit tests and sanity run (the CPU's work), in a process

@@ -29,6 +29,14 @@ Request keys (all optional except ``config``):
   ``coverages_from``) to check them; only ``coverage`` if that name is given.
 - ``cache_paths``: true: every path the caches of ``config`` write, as
   ``cache_paths()`` below works it out (the backup role's cache exclusion).
+- ``env``: ``{name: value}`` to set in the environment before MapProxy loads
+  (credentials of stores): on stdin, never on a command line.
+- ``check_stores``: true: connect to the store of every ``s3`` and ``redis``
+  cache, as the service will (credentials from the environment), and write, read
+  back and delete one object there (``check_stores()`` below), with the bounded
+  timeouts of ``STORE_TIMEOUTS``. Without it, the S3 caches are built without a
+  connection (MapProxy's S3 cache asks for its bucket when it is built): a
+  backup, a timer or the front door's plan never waits for a store.
 - ``lock``: ``{"dir": lock folder, "caches": [...], "timeout": seconds, "test":
   bool}``: take mapproxy-seed's cache lock of each cache with MapProxy's own
   ``CacheLocker`` (``cache_locks()`` below, which the timers' tool uses too),
@@ -264,7 +272,9 @@ def check_objects(conf):
                 if isinstance(ex, KeyError) and ex.args and ex.args[0] not in conf.grids:
                     errors.append("cache '%s': grid '%s' is not defined in grids" % (name, ex.args[0]))
                 else:
-                    errors.append("cache '%s': %s" % (name, in_words(ex)))
+                    block = cache_conf.conf.get('cache') or {}
+                    where = ' (store %s)' % store_of(block) if block.get('type') in STORE_TYPES else ''
+                    errors.append("cache '%s'%s: %s" % (name, where, in_words(ex)))
     if ok:
         try:
             conf.configured_services()
@@ -272,6 +282,125 @@ def check_objects(conf):
             ok = False
             errors.append('services/layers: %s' % in_words(ex))
     return ok
+
+
+# Shared stores: the caches whose tiles live in an object store or a key-value store,
+# not on this host's disk (MapProxy's cache types).
+STORE_TYPES = ('s3', 'redis')
+# Connect and read timeouts (seconds) and attempts of a store check: a store that is
+# down or hangs is reported in seconds, not after the client libraries' minutes.
+STORE_TIMEOUTS = {'connect': 3, 'read': 5, 'attempts': 2}
+# The key a store check writes, reads back and deletes, under the cache's prefix.
+STORE_CHECK_KEY = 'p2d2-store-check'
+
+
+class _OfflineS3Client(object):
+    """Stands in for the boto3 client while MapProxy builds an S3 cache that no
+    request is going to use: the bucket is not asked for."""
+
+    def head_bucket(self, **_kwargs):
+        return {}
+
+
+def offline_stores():
+    """Build S3 caches without asking the store for their bucket (see check_stores)."""
+    try:
+        from mapproxy.cache import s3
+    except Exception:
+        return
+
+    def conn(self):
+        if s3.boto3 is None:
+            raise ImportError("S3 Cache requires 'boto3' package.")
+        return _OfflineS3Client()
+    s3.S3Cache.conn = conn
+
+
+def bounded_stores():
+    """Give the S3 client of MapProxy's caches the timeouts of STORE_TIMEOUTS."""
+    try:
+        from mapproxy.cache import s3
+        import botocore.config
+    except Exception:
+        return
+    config = botocore.config.Config(
+        connect_timeout=STORE_TIMEOUTS['connect'], read_timeout=STORE_TIMEOUTS['read'],
+        retries={'max_attempts': STORE_TIMEOUTS['attempts'], 'mode': 'standard'})
+
+    def conn(self):
+        if s3.boto3 is None:
+            raise ImportError("S3 Cache requires 'boto3' package.")
+        try:
+            return s3.s3_session(self.profile_name).client(
+                's3', region_name=self.region_name, endpoint_url=self.endpoint_url, config=config)
+        except Exception as ex:
+            raise s3.S3ConnectionError('Error during connection %s' % ex)
+    s3.S3Cache.conn = conn
+
+
+def store_of(block):
+    """Where a cache block of type s3 or redis keeps its tiles, in words (no secrets)."""
+    if block.get('type') == 's3':
+        return 's3://%s at %s' % (block.get('bucket_name'), block.get('endpoint_url') or 'AWS')
+    return 'redis://%s:%s/%s' % (block.get('host', '127.0.0.1'), block.get('port', 6379), block.get('db', 0))
+
+
+def _check_s3(tile_cache):
+    client = tile_cache.conn()
+    key = '/'.join(part for part in (tile_cache.base_path.strip('/'), STORE_CHECK_KEY) if part)
+    body = ('written by p2d2.mapproxy at %d' % time.time()).encode()
+    client.put_object(Bucket=tile_cache.bucket_name, Key=key, Body=body)
+    try:
+        read = client.get_object(Bucket=tile_cache.bucket_name, Key=key)['Body'].read()
+    finally:
+        client.delete_object(Bucket=tile_cache.bucket_name, Key=key)
+    return read == body
+
+
+def _check_redis(tile_cache):
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    pool = tile_cache.r.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.update(socket_timeout=STORE_TIMEOUTS['read'], socket_connect_timeout=STORE_TIMEOUTS['connect'],
+                  retry=Retry(NoBackoff(), STORE_TIMEOUTS['attempts'] - 1))
+    client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    key = '%s-%s' % (tile_cache.prefix, STORE_CHECK_KEY)
+    body = ('written by p2d2.mapproxy at %d' % time.time()).encode()
+    try:
+        client.set(key, body, ex=60)
+        try:
+            read = client.get(key)
+        finally:
+            client.delete(key)
+    finally:
+        client.close()
+    return read == body
+
+
+def check_stores(conf):
+    """Write, read back and delete one object in the store of every s3 and redis
+    cache, through the client MapProxy builds for it (its endpoint, bucket or db, and
+    credentials). Reports ``stores`` ({cache: store in words}) and an error per
+    cache whose store does not answer."""
+    stores = {}
+    for name, cache_conf in sorted(conf.caches.items()):
+        block = cache_conf.conf.get('cache') or {}
+        if block.get('type') not in STORE_TYPES:
+            continue
+        where = store_of(block)
+        stores[name] = where
+        try:
+            with conf:
+                for _tile_grid, _extent, manager in cache_conf.caches():
+                    check = _check_s3 if block['type'] == 's3' else _check_redis
+                    if not check(manager.cache):
+                        raise ValueError('the object read back differs from the one written')
+        except Exception as ex:
+            RESULT['errors'].append("cache '%s': the store %s cannot be written and read: %s"
+                                    % (name, where, in_words(ex)))
+    RESULT['stores'] = stores
 
 
 STORAGE_FILES = ('mbtile_file', 'geopackage_file')
@@ -663,6 +792,10 @@ def hold_locks(request, out, wait_for_close):
 
 def main():
     disable_file_creation()
+    if REQUEST.get('check_stores'):
+        bounded_stores()
+    else:
+        offline_stores()
     conf = None
     if REQUEST.get('coverages_from'):
         from mapproxy.util.yaml import load_yaml_file
@@ -675,6 +808,9 @@ def main():
     if REQUEST.get('config'):
         conf = inspect_config(REQUEST['config'])
     ok = conf is not None and not RESULT['errors']
+    if ok and REQUEST.get('check_stores'):
+        check_stores(conf)
+        ok = not RESULT['errors']
     if ok and REQUEST.get('seed'):
         check_seed(conf, REQUEST['seed'])
     if ok:
@@ -712,6 +848,7 @@ def run(request, out):
     """Answer one request: load MapProxy, do what it asks, write one JSON line to out."""
     REQUEST.clear()
     REQUEST.update(request)
+    os.environ.update(REQUEST.get('env') or {})
     mplog = logging.getLogger('mapproxy')
     mplog.addHandler(CAPTURE)
     mplog.setLevel(logging.WARNING)

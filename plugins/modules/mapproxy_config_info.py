@@ -20,7 +20,9 @@ description:
   - Unknown keys are only warnings for MapProxy (it ignores them). Set O(warnings_as_errors)
     to reject them.
   - The check builds every grid and cache and the configured services, without creating
-    cache folders or files and without contacting any source.
+    cache folders or files and without contacting any source or cache store.
+  - With O(check_stores), it also connects to the store of every C(s3) and C(redis) cache, as
+    the service will, and writes, reads back and deletes one object there.
   - Optionally checks a seed configuration (C(seed.yaml)) against the configuration. Unlike
     C(mapproxy-seed), which only warns, unknown keys in a seed configuration are errors,
     because a misspelt key such as C(level) instead of C(levels) silently widens a task to
@@ -69,6 +71,26 @@ options:
       - The text of a seed configuration to check against the configuration.
       - Mutually exclusive with O(seed_path).
     type: str
+  env:
+    description:
+      - Variables to set in the environment of MapProxy's loader, for example the credentials of
+        the caches' stores that the service reads from its environment file (C(AWS_ACCESS_KEY_ID),
+        a Redis password that a C(${VAR}) placeholder names).
+      - Passed to the venv's Python on its standard input, never on a command line; not logged.
+    type: dict
+    default: {}
+  check_stores:
+    description:
+      - Connect to the store of every cache of type C(s3) (its bucket must exist) and C(redis), with
+        MapProxy's own client for it and the credentials of O(env) and the module's environment (C(AWS_*)
+        variables, a profile, or what C(${VAR}) placeholders in the configuration name), and write,
+        read back and delete one object, C(p2d2-store-check) under the cache's key prefix.
+      - Fails, naming the cache, the store and what went wrong, when a store cannot be reached in
+        time (3 s to connect, 5 s to answer, 2 attempts), refuses the credentials or cannot be
+        written. RV(stores) names the stores checked.
+      - Without it, no store is contacted (the S3 caches are built without asking for their bucket).
+    type: bool
+    default: false
   warnings_as_errors:
     description:
       - Fail when MapProxy reports warnings (unknown keys, deprecated settings, the demo
@@ -291,6 +313,13 @@ write_dirs:
   type: list
   elements: str
   sample: [/cache, /cache/locks, /cache/osm, /cache/osm/tile_locks]
+stores:
+  description:
+    - The caches whose store was checked (type C(s3) or C(redis)), each with its store in words
+      (bucket and endpoint, or Redis host, port and db; never a credential).
+  returned: when O(check_stores) is set
+  type: dict
+  sample: {osm_s3: "s3://tiles at http://minio.lan:9000", hot_redis: "redis://redis.lan:6379/3"}
 services:
   description: Names of the configured services.
   returned: always
@@ -324,6 +353,9 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     TempDir,
 )
 
+# The errors of a cache whose store does not answer (module_utils/mapproxy_probe.py words them).
+STORE_ERROR = re.compile(r"^cache '[^']*'( \(store [^)]*\):|: the store )")
+
 
 def main():
     module = AnsibleModule(
@@ -334,6 +366,8 @@ def main():
             seed_path=dict(type='path'),
             seed_content=dict(type='str'),
             venv=dict(type='path', default=DEFAULT_VENV),
+            env=dict(type='dict', default={}, no_log=True),
+            check_stores=dict(type='bool', default=False),
             warnings_as_errors=dict(type='bool', default=False),
             accepted_warnings=dict(type='list', elements='str', default=[]),
         ),
@@ -364,6 +398,10 @@ def main():
                        config_dir=params['content_dir'])
         if seed_path:
             request['seed'] = seed_path
+        if params['check_stores']:
+            request['check_stores'] = True
+        if params['env']:
+            request['env'] = dict((str(name), str(value)) for name, value in params['env'].items())
         info = venv.probe(request, cwd=tmp.path)
 
     errors = list(info.get('errors') or [])
@@ -399,6 +437,8 @@ def main():
         served=info.get('served') or {},
         write_dirs=info.get('write_dirs') or [],
     )
+    if params['check_stores']:
+        result['stores'] = info.get('stores') or {}
     if seed_path:
         result['seed_tasks'] = dict(seeds=(seed or {}).get('seeds', []), cleanups=(seed or {}).get('cleanups', []))
 
@@ -412,8 +452,12 @@ def main():
 
     if errors:
         result['valid'] = False
-        module.fail_json(msg='%s is not a valid MapProxy configuration: %s' % (shown_path, '; '.join(errors)),
-                         **result)
+        if all(STORE_ERROR.match(error) for error in errors):
+            # The configuration is fine; a store it names cannot be used as it stands.
+            msg = '%s names a store that cannot be used: %s' % (shown_path, '; '.join(errors))
+        else:
+            msg = '%s is not a valid MapProxy configuration: %s' % (shown_path, '; '.join(errors))
+        module.fail_json(msg=msg, **result)
     if unexpected and params['warnings_as_errors']:
         result['valid'] = False
         module.fail_json(msg='MapProxy reports warnings for %s (warnings_as_errors is set): %s'

@@ -13,8 +13,11 @@ Modules are called in-process through ``main()`` with patched
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,14 +51,18 @@ def tile_server():
     server.close()
 
 
-@pytest.fixture
-def closed_port():
-    """A loopback port on which nothing listens."""
+def _free_port():
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(('127.0.0.1', 0))
     port = sock.getsockname()[1]
     sock.close()
     return port
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback port on which nothing listens."""
+    return _free_port()
 
 
 @pytest.fixture
@@ -79,3 +86,41 @@ def _module_side(monkeypatch):
     from ansible.module_utils import _internal
 
     monkeypatch.setattr(_internal, 'is_controller', False)
+
+
+@pytest.fixture
+def s3_store(monkeypatch):
+    """moto's S3 server on a loopback port (the stand-in MapProxy's own tests use), with
+    credentials in the environment the probe inherits; yields its endpoint URL."""
+    moto_server = pytest.importorskip('moto.server')
+    server = moto_server.ThreadedMotoServer(ip_address='127.0.0.1', port=_free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv('AWS_ACCESS_KEY_ID', 'p2d2-test-key')
+    monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'p2d2-test-secret')
+    monkeypatch.delenv('AWS_PROFILE', raising=False)
+    yield 'http://%s:%d' % (host, port)
+    server.stop()
+
+
+@pytest.fixture
+def redis_store(tmp_path):
+    """Debian's redis-server on a loopback port, with a password; yields (port, password)."""
+    binary = shutil.which('redis-server')
+    if not binary:
+        pytest.skip('redis-server is not installed (scripts/test.sh installs it)')
+    port, password = _free_port(), 'p2d2 redis:secret'
+    proc = subprocess.Popen([binary, '--port', str(port), '--bind', '127.0.0.1', '--save', '',
+                             '--appendonly', 'no', '--dir', str(tmp_path), '--requirepass', password],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _attempt in range(100):
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port, password
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
