@@ -19,6 +19,15 @@ options:
         role creates it). The module runs its C(bin/python) and C(bin/mapproxy-seed).
     type: path
     default: /opt/mapproxy/venv
+  store_env_file:
+    description:
+      - The credentials of the caches in a shared store (C(s3), C(redis)), as the role
+        p2d2.mapproxy.mapproxy writes them (C(mapproxy_store_env_file)). When the file exists,
+        every command the module runs in the venv (MapProxy's loader, C(mapproxy-seed)) reads
+        its variables, as the MapProxy service does; the values never reach a command line.
+      - The module must be able to read it (root, or the group C(mapproxy)). V("") reads none.
+    type: path
+    default: /etc/mapproxy/stores.env
 attributes:
   check_mode:
     description: Can run in check mode and return the changed status it predicts without changing the target.

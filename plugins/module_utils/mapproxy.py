@@ -32,6 +32,21 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles impor
 
 DEFAULT_VENV = '/opt/mapproxy/venv'
 DEFAULT_CONFIG = '/etc/mapproxy/mapproxy.yaml'
+# The credentials of caches in a shared store (s3, redis), as the role mapproxy writes
+# them (mapproxy_common's mapproxy_store_env_file): systemd's EnvironmentFile syntax in
+# the subset that sh reads alike (NAME="value", with \ " ` $ escaped).
+DEFAULT_STORE_ENV_FILE = '/etc/mapproxy/stores.env'
+# Runs the rest of its command line with the variables of the file ($0) exported, as the
+# units do (mapproxy_common's mapproxy_common_with_store_env is the same for the roles'
+# checks): the values never reach a command line or the module's arguments.
+STORE_ENV_SCRIPT = 'set -a; . "$0"; set +a; exec "$@"'
+
+
+def venv_options():
+    """The options every module has: the venv, and the store credentials it reads."""
+    return dict(venv=dict(type='path', default=DEFAULT_VENV),
+                store_env_file=dict(type='path', default=DEFAULT_STORE_ENV_FILE))
+
 
 # Every command runs with this environment on top of the module's.
 COMMAND_ENV = {'LC_ALL': 'C', 'PYTHONUTF8': '1'}
@@ -153,6 +168,18 @@ class MapProxyVenv:
             module.fail_json(msg='The MapProxy venv %s does not exist (option venv): %s.' % (path, VENV_FIX))
         if not os.access(self.python, os.X_OK):
             module.fail_json(msg='The venv %s has no executable bin/python (option venv): %s.' % (path, VENV_FIX))
+        # Every command in the venv runs with the store credentials, when there are any.
+        self.prefix = []
+        env_file = module.params.get('store_env_file')
+        if env_file and os.path.exists(env_file):
+            if not os.access(env_file, os.R_OK):
+                module.fail_json(msg='The store credentials %s cannot be read by uid %d (option store_env_file): '
+                                     'run the task as root (become: true).' % (env_file, os.geteuid()))
+            self.prefix = ['/bin/sh', '-c', STORE_ENV_SCRIPT, env_file]
+
+    def command(self, argv):
+        """``argv`` of a command of the venv, run with the store credentials."""
+        return self.prefix + list(argv)
 
     def require(self, tool):
         path = os.path.join(self.bin_dir, tool)
@@ -196,7 +223,7 @@ class MapProxyVenv:
         (a lock request holds its locks until stdin closes)."""
         shown_cmd = '%s -I -c <p2d2.mapproxy module_utils/mapproxy_probe.py>' % self.python
         err = tempfile.TemporaryFile(mode='w+')
-        proc = subprocess.Popen([self.python, '-I', '-c', probe_source()], stdin=subprocess.PIPE,
+        proc = subprocess.Popen(self.command([self.python, '-I', '-c', probe_source()]), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=err, cwd='/', text=True)
         proc.stdin.write(json.dumps(request) + '\n')
         proc.stdin.flush()
@@ -222,7 +249,7 @@ class MapProxyVenv:
 
     def probe(self, request, timeout=PROBE_TIMEOUT, cwd=None):
         """Run the probe script in the venv's Python and return its JSON answer."""
-        argv = [self.python, '-I', '-c', probe_source()]
+        argv = self.command([self.python, '-I', '-c', probe_source()])
         shown_cmd = '%s -I -c <p2d2.mapproxy module_utils/mapproxy_probe.py>' % self.python
         rc, out, err, timed_out = run_limited(self.module, argv, timeout, data=json.dumps(request),
                                               cwd=cwd or '/')
@@ -298,6 +325,16 @@ def run_watched(argv, timeout, cwd=None, watch=None, on_line=None, user=None):
 # Configuration
 
 
+# The errors of a cache whose store does not answer or cannot be read (module_utils/
+# mapproxy_probe.py words them): the configuration is fine, the store is not.
+STORE_ERROR_RE = re.compile(r"^cache '[^']*'( \(store [^)]*\):|: the store )")
+
+
+def store_errors_only(errors):
+    """Whether every error of a probe is one of a cache's store."""
+    return bool(errors) and all(STORE_ERROR_RE.match(error) for error in errors)
+
+
 def load_config(module, venv, config_path, require_valid=True, **request):
     """Load a mapproxy.yaml through the probe; fail unless it is valid."""
     config_path = os.path.abspath(config_path)
@@ -307,27 +344,35 @@ def load_config(module, venv, config_path, require_valid=True, **request):
     req.update(request)
     info = venv.probe(req)
     if require_valid and info.get('errors'):
+        if store_errors_only(info['errors']):
+            module.fail_json(msg='The MapProxy configuration %s names a store that cannot be used: %s'
+                             % (config_path, '; '.join(info['errors'])), errors=info['errors'])
         module.fail_json(msg='The MapProxy configuration %s is invalid: %s'
                          % (config_path, '; '.join(info['errors'])), errors=info['errors'])
     return info
 
 
-def select_caches(module, info, names, option='caches', file_only=True):
-    """Check cache names against the config; return them (all file caches if
-    ``names`` is empty)."""
+# MapProxy's cache types whose tiles live in a store several hosts share.
+STORE_TYPES = ('s3', 'redis')
+
+
+def select_caches(module, info, names, option='caches', types=('file',)):
+    """Check cache names against the config; return them (all caches of ``types`` that
+    store tiles if ``names`` is empty). ``types`` None: any type."""
     caches = info.get('caches') or {}
     known = sorted(caches)
     if not names:
-        return [name for name in known if caches[name]['type'] == 'file' and not caches[name]['disable_storage']]
+        return [name for name in known
+                if (types is None or caches[name]['type'] in types) and not caches[name]['disable_storage']]
     unknown = [name for name in names if name not in caches]
     if unknown:
         module.fail_json(msg='Unknown cache%s in option %s: %s. Caches in the configuration: %s.'
                          % ('s' if len(unknown) > 1 else '', option, ', '.join(unknown),
                             ', '.join(known) or 'none'))
     for name in names:
-        if file_only and caches[name]['type'] != 'file':
+        if types is not None and caches[name]['type'] not in types:
             module.fail_json(msg="Cache %s (option %s) has type %s: this module handles only caches of "
-                                 "type file." % (name, option, caches[name]['type']))
+                                 "type %s." % (name, option, caches[name]['type'], ' or '.join(types)))
         if caches[name]['disable_storage']:
             module.fail_json(msg="Cache %s (option %s) has disable_storage: true and stores no tiles."
                              % (name, option))

@@ -206,9 +206,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     DEFAULT_CONFIG,
-    DEFAULT_VENV,
-    PATH_LIST_LIMIT,
     MapProxyVenv,
+    PATH_LIST_LIMIT,
     check_levels_in_grids,
     grid_directories,
     iso_time,
@@ -217,6 +216,7 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     parse_levels,
     select_caches,
     select_grids,
+    venv_options,
 )
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
     LevelStats,
@@ -240,7 +240,7 @@ def main():
             use_cache_lock=dict(type='bool', default=True),
             lock_dir=dict(type='path'),
             lock_timeout=dict(type='int', default=60),
-            venv=dict(type='path', default=DEFAULT_VENV),
+            **venv_options(),
         ),
         mutually_exclusive=[('max_age', 'remove_all')],
         required_one_of=[('max_age', 'remove_all')],

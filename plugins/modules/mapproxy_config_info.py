@@ -348,13 +348,11 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
-    DEFAULT_VENV,
     MapProxyVenv,
     TempDir,
+    store_errors_only,
+    venv_options,
 )
-
-# The errors of a cache whose store does not answer (module_utils/mapproxy_probe.py words them).
-STORE_ERROR = re.compile(r"^cache '[^']*'( \(store [^)]*\):|: the store )")
 
 
 def main():
@@ -365,7 +363,7 @@ def main():
             content_dir=dict(type='path'),
             seed_path=dict(type='path'),
             seed_content=dict(type='str'),
-            venv=dict(type='path', default=DEFAULT_VENV),
+            **venv_options(),
             env=dict(type='dict', default={}, no_log=True),
             check_stores=dict(type='bool', default=False),
             warnings_as_errors=dict(type='bool', default=False),
@@ -452,7 +450,7 @@ def main():
 
     if errors:
         result['valid'] = False
-        if all(STORE_ERROR.match(error) for error in errors):
+        if store_errors_only(errors):
             # The configuration is fine; a store it names cannot be used as it stands.
             msg = '%s names a store that cannot be used: %s' % (shown_path, '; '.join(errors))
         else:

@@ -276,10 +276,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     DEFAULT_CONFIG,
-    DEFAULT_VENV,
+    MapProxyVenv,
     REASON_RE,
     SOURCE_ERROR_RE,
-    MapProxyVenv,
     TempDir,
     check_levels_in_grids,
     grid_directories,
@@ -291,6 +290,7 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     select_caches,
     select_grids,
     tool_user,
+    venv_options,
 )
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_run import RetryWatch
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
@@ -359,7 +359,7 @@ def main():
             timeout=dict(type='int', default=3600),
             use_cache_lock=dict(type='bool', default=True),
             lock_dir=dict(type='path'),
-            venv=dict(type='path', default=DEFAULT_VENV),
+            **venv_options(),
             user=dict(type='str'),
         ),
         mutually_exclusive=[('bbox', 'coverage'), ('coverages', 'coverages_from')],
@@ -429,7 +429,7 @@ class Seeder:
 
     def check_against_config(self):
         module, params, info = self.module, self.params, self.info
-        self.caches = select_caches(module, info, params['caches'], file_only=False)
+        self.caches = select_caches(module, info, params['caches'], types=None)
         for name in self.caches:
             cache = info['caches'][name]
             if cache.get('timestamps') is False:
@@ -487,7 +487,7 @@ class Seeder:
         return conf
 
     def seed_argv(self, seed_path, dry_run):
-        argv = [self.seed_bin, '-f', self.config, '-s', seed_path, '--seed', ','.join(self.caches)]
+        argv = self.venv.command([self.seed_bin, '-f', self.config, '-s', seed_path, '--seed', ','.join(self.caches)])
         if dry_run:
             argv += ['-n', '-c', '1']
         else:

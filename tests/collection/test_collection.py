@@ -82,6 +82,20 @@ def _handler_names(role):
 SERVICE_TOPICS = {"reload mapproxy service", "restart mapproxy service"}
 
 
+def test_module_defaults_are_the_shared_values():
+    """The modules' defaults for the venv, the configuration and the store credentials are
+    mapproxy_common's values: the modules cannot read role variables, so a test keeps them one."""
+    shared = _load(ROOT / "roles" / SHARED / "defaults" / "main.yml")
+    source = (ROOT / "plugins" / "doc_fragments" / "mapproxy.py").read_text(encoding="utf-8")
+    fragments = [yaml.safe_load(text)["options"] for text in re.findall(r'r"""(.*?)"""', source, re.S)]
+    options = dict((name, spec["default"]) for fragment in fragments for name, spec in fragment.items())
+    assert options == {
+        "venv": shared["mapproxy_venv_path"],
+        "config": shared["mapproxy_config_file"],
+        "store_env_file": shared["mapproxy_store_env_file"],
+    }
+
+
 def test_the_service_has_one_set_of_handlers():
     """mapproxy_common alone reloads and restarts the MapProxy service, by the documented topics."""
     assert SERVICE_TOPICS <= _handler_names(SHARED)

@@ -32,6 +32,8 @@ class FailJson(Exception):
 
 
 class FakeModule:
+    params = {}
+
     def fail_json(self, msg, **kwargs):
         raise FailJson(msg)
 
