@@ -31,6 +31,10 @@ Request keys (all optional except ``config``):
   ``cache_paths()`` below works it out (the backup role's cache exclusion).
 - ``env``: ``{name: value}`` to set in the environment before MapProxy loads
   (credentials of stores): on stdin, never on a command line.
+- ``store_stats``: cache names, or true for all: per ``s3`` and ``redis`` cache and
+  grid, its tiles, bytes, oldest and newest write per level, read in its store (an
+  object listing, a key scan: ``store_stats()`` below), with the timeouts of
+  ``STORE_TIMEOUTS``.
 - ``check_stores``: true: connect to the store of every ``s3`` and ``redis``
   cache, as the service will (credentials from the environment), and write, read
   back and delete one object there (``check_stores()`` below), with the bounded
@@ -62,6 +66,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -357,7 +362,9 @@ def _check_s3(tile_cache):
     return read == body
 
 
-def _check_redis(tile_cache):
+def _bounded_redis(tile_cache):
+    """A client of the Redis cache's server and db, with its credentials and TLS, and
+    the timeouts of STORE_TIMEOUTS (MapProxy's own client has none)."""
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -365,7 +372,11 @@ def _check_redis(tile_cache):
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(socket_timeout=STORE_TIMEOUTS['read'], socket_connect_timeout=STORE_TIMEOUTS['connect'],
                   retry=Retry(NoBackoff(), STORE_TIMEOUTS['attempts'] - 1))
-    client = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def _check_redis(tile_cache):
+    client = _bounded_redis(tile_cache)
     key = '%s-%s' % (tile_cache.prefix, STORE_CHECK_KEY)
     body = ('written by p2d2.mapproxy at %d' % time.time()).encode()
     try:
@@ -401,6 +412,131 @@ def check_stores(conf):
             RESULT['errors'].append("cache '%s': the store %s cannot be written and read: %s"
                                     % (name, where, in_words(ex)))
     RESULT['stores'] = stores
+
+
+# The level of a tile's key below an S3 cache's prefix, per directory layout (MapProxy's
+# mapproxy/cache/path.py writes them); ``{ext}`` is the cache's file extension. quadkey:
+# the level is the key's length. Another object under the prefix matches none.
+S3_LEVEL_KEYS = {
+    'tms': r'(\d+)/\d+/\d+\.{ext}',
+    'reverse_tms': r'\d+/\d+/(\d+)\.{ext}',
+    'tc': r'(\d+)/\d{{3}}/\d{{3}}/\d{{3}}/\d{{3}}/\d{{3}}/\d{{3}}\.{ext}',
+    'mp': r'(\d+)/\d{{4}}/\d{{4}}/\d{{4}}/\d{{4}}\.{ext}',
+    'arcgis': r'L(\d+)/R[0-9a-f]{{8}}/C[0-9a-f]{{8}}\.{ext}',
+    'quadkey': r'([0-3]*)\.{ext}',
+}
+# Keys read per request of a listing or a scan.
+STORE_PAGE = 1000
+
+
+class _Levels(object):
+    """Tiles, bytes, oldest and newest write per level (seconds since the epoch)."""
+
+    def __init__(self):
+        self.levels = {}
+        self.other = 0
+
+    def add(self, level, size, written):
+        entry = self.levels.setdefault(level, [0, 0, None, None])
+        entry[0] += 1
+        entry[1] += size
+        if written is not None:
+            entry[2] = written if entry[2] is None else min(entry[2], written)
+            entry[3] = written if entry[3] is None else max(entry[3], written)
+
+    def answer(self):
+        return {'levels': dict((str(level), entry) for level, entry in sorted(self.levels.items())),
+                'other_keys': self.other}
+
+
+def _s3_stats(tile_cache, layout):
+    """List the objects under an S3 cache's prefix (one request per STORE_PAGE keys).
+    Returns the stats and the prefix."""
+    prefix = tile_cache.base_path.strip('/')
+    prefix = prefix + '/' if prefix else ''
+    pattern = re.compile('^%s$' % S3_LEVEL_KEYS.get(layout, S3_LEVEL_KEYS['tms']).format(
+        ext=re.escape(tile_cache.file_ext)))
+    stats = _Levels()
+    client = tile_cache.conn()
+    pages = client.get_paginator('list_objects_v2').paginate(
+        Bucket=tile_cache.bucket_name, Prefix=prefix, PaginationConfig={'PageSize': STORE_PAGE})
+    for page in pages:
+        for obj in page.get('Contents') or []:
+            match = pattern.match(obj['Key'][len(prefix):])
+            if not match:
+                stats.other += 1
+                continue
+            level = len(match.group(1)) if layout == 'quadkey' else int(match.group(1))
+            stats.add(level, int(obj.get('Size') or 0), obj['LastModified'].timestamp())
+    return stats, prefix
+
+
+def _redis_stats(tile_cache):
+    """SCAN the keys of a Redis cache's prefix (``<prefix>-z-x-y``), with their sizes and
+    TTLs in one pipeline per page. The write time is known from the TTL only: now minus
+    what of the cache's default_ttl has passed."""
+    client = _bounded_redis(tile_cache)
+    pattern = re.compile('^%s-(\\d+)-\\d+-\\d+$' % re.escape(tile_cache.prefix))
+    glob = re.sub(r'([\\*?\[\]])', r'\\\1', tile_cache.prefix) + '-*'
+    stats = _Levels()
+    now = time.time()
+    ttl = tile_cache.ttl or 0
+    try:
+        cursor = 0
+        while True:
+            cursor, keys = client.scan(cursor=cursor, match=glob, count=STORE_PAGE)
+            tiles = []
+            for key in keys:
+                match = pattern.match(key.decode('utf-8', 'replace'))
+                if match:
+                    tiles.append((key, int(match.group(1))))
+                else:
+                    stats.other += 1
+            if tiles:
+                pipe = client.pipeline(transaction=False)
+                for key, _level in tiles:
+                    pipe.strlen(key)
+                    pipe.pttl(key)
+                answers = pipe.execute()
+                for index, (_key, level) in enumerate(tiles):
+                    size, left = answers[2 * index], answers[2 * index + 1]
+                    if left is None or left == -2:
+                        continue  # expired between the scan and the pipeline
+                    written = now - (ttl - left / 1000.0) if ttl and left >= 0 else None
+                    stats.add(level, int(size or 0), written)
+            if not cursor:
+                break
+    finally:
+        client.close()
+    return stats
+
+
+def store_stats(conf, names):
+    """Per s3 or redis cache of ``names`` (True: all) and grid: its store in words, the key prefix,
+    and tiles, bytes, oldest and newest write per level, read in the store. A cache whose
+    store cannot be read gets an error."""
+    out = {}
+    for name in (sorted(conf.caches) if names is True else names):
+        cache_conf = conf.caches.get(name)
+        block = (cache_conf.conf.get('cache') or {}) if cache_conf is not None else {}
+        if block.get('type') not in STORE_TYPES:
+            continue
+        grids = out.setdefault(name, {})
+        try:
+            with conf:
+                for grid_name, _path, tile_cache in cache_storage(cache_conf):
+                    if type(tile_cache).__name__ == 'DummyCache':
+                        continue  # disable_storage: nothing stored
+                    if block['type'] == 's3':
+                        stats, key_prefix = _s3_stats(tile_cache, block.get('directory_layout') or 'tms')
+                    else:
+                        stats, key_prefix = _redis_stats(tile_cache), tile_cache.prefix + '-'
+                    entry = stats.answer()
+                    entry.update(store=store_of(block), key_prefix=key_prefix)
+                    grids[grid_name] = entry
+        except Exception as ex:
+            RESULT['errors'].append("cache '%s': the store %s cannot be read: %s" % (name, store_of(block), in_words(ex)))
+    RESULT['store_stats'] = out
 
 
 STORAGE_FILES = ('mbtile_file', 'geopackage_file')
@@ -792,7 +928,7 @@ def hold_locks(request, out, wait_for_close):
 
 def main():
     disable_file_creation()
-    if REQUEST.get('check_stores'):
+    if REQUEST.get('check_stores') or REQUEST.get('store_stats'):
         bounded_stores()
     else:
         offline_stores()
@@ -811,6 +947,8 @@ def main():
     if ok and REQUEST.get('check_stores'):
         check_stores(conf)
         ok = not RESULT['errors']
+    if ok and REQUEST.get('store_stats'):
+        store_stats(conf, REQUEST['store_stats'])
     if ok and REQUEST.get('seed'):
         check_seed(conf, REQUEST['seed'])
     if ok:

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: mapproxy_cache_info
-short_description: Count the tiles and bytes of MapProxy file caches
+short_description: Count the tiles and bytes of MapProxy caches, on disk and in S3 or Redis
 version_added: 0.1.0
 description:
-  - Reports, per file cache and grid, how many tiles and bytes MapProxy has stored on each
-    level, the oldest and newest tile, and the free and total space of the file system that
-    holds the cache.
+  - Reports, per cache and grid, how many tiles and bytes MapProxy has stored on each
+    level and the oldest and newest tile; for a file cache also the free and total space of
+    the file system that holds it.
+  - Caches of type C(s3) and C(redis) are read in their store with MapProxy's client for it
+    and the credentials of O(store_env_file), with an S3 object listing under the cache's key
+    prefix (one request per 1000 tiles) and a Redis C(SCAN) of the cache's prefix with each
+    key's size and TTL (one pipeline per 1000 keys). A store that does not answer within
+    seconds fails the module, naming the cache and the store.
   - MapProxy has no command for this (C(mapproxy-util cache-stats) does not exist). The module
     reads the cache folders, folder layouts and grids from the configuration with the
     MapProxy of the venv, then walks the folders itself.
   - Understands the folder layouts C(tc), C(mp), C(tms), C(reverse_tms), C(quadkey) and
-    C(arcgis). Without C(cache.directory), MapProxy keeps the tiles of a cache in
+    C(arcgis), in folders and in S3 keys. Without C(cache.directory), MapProxy keeps the tiles of a cache in
     C(BASE_DIR/CACHE_EPSGCODE) (named after the grid's SRS), or in
     C(BASE_DIR/CACHE/GRID) with C(use_grid_names).
   - Files that are not tiles of the layout are not counted, for example MapProxy's
@@ -37,8 +42,8 @@ attributes:
 options:
   caches:
     description:
-      - Names of the caches to report on. They must be caches of type C(file).
-      - By default all file caches that store tiles; other caches are listed in RV(skipped_caches).
+      - Names of the caches to report on, of type C(file), C(s3) or C(redis).
+      - By default all caches of those types that store tiles; other caches are listed in RV(skipped_caches).
     type: list
     elements: str
     default: []
@@ -48,13 +53,17 @@ notes:
     about 0.4 seconds for 100,000 tiles.
   - A tile that MapProxy stored as a link to a single-colour tile (C(link_single_color_images))
     counts with the size of the link.
+  - S3 keeps no access time, and Redis no write time. The oldest and newest of an C(s3) cache are
+    the objects' C(LastModified); those of a C(redis) cache are worked out from each key's TTL and the
+    cache's C(default_ttl) (null with C(default_ttl=0)). MapProxy's own reading of a Redis tile's
+    time takes the key's remaining TTL as time passed, which is why its C(remove_before) removes fresh tiles.
 seealso:
   - module: p2d2.mapproxy.mapproxy_cache_clean
   - module: p2d2.mapproxy.mapproxy_seed
 """
 
 EXAMPLES = r"""
-- name: Count the tiles of all file caches
+- name: Count the tiles of all caches, on disk and in their stores
   p2d2.mapproxy.mapproxy_cache_info:
   register: __mapproxy_cache
 
@@ -86,6 +95,7 @@ caches:
   type: dict
   sample:
     osm_cache:
+      type: file
       directory_layout: tms
       tiles: 87381
       bytes: 1203441152
@@ -105,7 +115,29 @@ caches:
           levels:
             - {level: 0, tiles: 1, bytes: 14567, oldest: "2026-10-01T02:00:13+00:00", newest: "2026-10-01T02:00:13+00:00"}
           filesystem: {free_bytes: 20401094656, total_bytes: 40802189312}
+    hot_tiles:
+      type: redis
+      directory_layout: null
+      tiles: 21
+      bytes: 310233
+      oldest: "2026-11-24T05:01:12+00:00"
+      newest: "2026-11-24T05:31:54+00:00"
+      grids:
+        webmercator:
+          store: "redis://redis.lan:6379/3"
+          key_prefix: hot-
+          shared_with: []
+          other_keys: 0
+          tiles: 21
+          bytes: 310233
+          oldest: "2026-11-24T05:01:12+00:00"
+          newest: "2026-11-24T05:31:54+00:00"
+          levels:
+            - {level: 5, tiles: 21, bytes: 310233, oldest: "2026-11-24T05:01:12+00:00", newest: "2026-11-24T05:31:54+00:00"}
   contains:
+    type:
+      description: The cache's type, C(file), C(s3) or C(redis).
+      type: str
     directory_layout:
       description: Folder layout of the cache.
       type: str
@@ -116,7 +148,9 @@ caches:
       description: Sum of the tile file sizes of all grids.
       type: int
     disk_bytes:
-      description: Disk space the tile files take (allocated blocks), usually much more than RV(caches.bytes) for small tiles.
+      description:
+        - Disk space the tile files take (allocated blocks), usually much more than RV(caches.bytes) for small tiles.
+        - File caches only.
       type: int
     oldest:
       description: Modification time of the oldest tile (ISO 8601, UTC), V(null) without tiles.
@@ -133,6 +167,10 @@ caches:
           C(levels) a list of C({level, tiles, bytes, oldest, newest}) sorted by level (only
           levels with tiles), C(filesystem) the C(free_bytes) (available to unprivileged users)
           and C(total_bytes) of the file system that holds the folder.
+        - For an C(s3) or C(redis) cache, C(store) in place of C(directory) (the bucket and endpoint,
+          or the Redis server and db; never a credential), C(key_prefix) the prefix of its tiles'
+          keys, C(other_keys) how many keys under that prefix are not tiles of the layout, and
+          C(shared_with) the grids with the same prefix; no C(exists), C(disk_bytes) or C(filesystem).
       type: dict
 total_tiles:
   description: Number of tiles in all reported caches.
@@ -145,12 +183,12 @@ total_bytes:
   type: int
   sample: 1203441152
 skipped_caches:
-  description: Caches left out because they are not file caches or store no tiles, with the reason.
+  description: Caches left out because their type is not C(file), C(s3) or C(redis), or they store no tiles, with the reason.
   returned: always
   type: dict
   sample: {geoserver_mbtiles: "type mbtiles"}
 scan_seconds:
-  description: Time the walk through the folders took.
+  description: Time the walk through the folders and the reads of the stores took, with loading the configuration.
   returned: always
   type: float
   sample: 0.42
@@ -163,13 +201,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     DEFAULT_CONFIG,
-    DEFAULT_VENV,
     MapProxyVenv,
+    STORE_TYPES,
     grid_directories,
     iso_time,
     load_config,
     select_caches,
     select_grids,
+    venv_options,
 )
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
     LevelStats,
@@ -183,30 +222,74 @@ def _summary(stats):
                 oldest=iso_time(stats.oldest), newest=iso_time(stats.newest))
 
 
+def _store_cache(module, cache_name, info):
+    """The entry of an s3 or redis cache from what the probe read in its store. Grids
+    whose tiles share one key prefix are counted once."""
+    cache = info['caches'][cache_name]
+    grids = (info.get('store_stats') or {}).get(cache_name) or {}
+    entry = {'type': cache['type'], 'directory_layout': cache['directory_layout'] or ('tms' if cache['type'] == 's3' else None),
+             'grids': {}}
+    by_prefix = {}
+    for grid in sorted(grids):
+        by_prefix.setdefault((grids[grid]['store'], grids[grid]['key_prefix']), []).append(grid)
+    cache_total = LevelStats()
+    for (store, key_prefix), prefix_grids in sorted(by_prefix.items()):
+        answer = grids[prefix_grids[0]]
+        prefix_total = LevelStats()
+        levels = []
+        for level, (tiles, size, oldest, newest) in sorted(answer['levels'].items(), key=lambda item: int(item[0])):
+            stats = LevelStats()
+            stats.tiles, stats.bytes, stats.oldest, stats.newest = tiles, size, oldest, newest
+            prefix_total.merge(stats)
+            level_entry = dict(level=int(level))
+            level_entry.update(_summary(stats))
+            del level_entry['disk_bytes']
+            levels.append(level_entry)
+        cache_total.merge(prefix_total)
+        for grid in prefix_grids:
+            grid_entry = dict(store=store, key_prefix=key_prefix, shared_with=[g for g in prefix_grids if g != grid],
+                              levels=levels, other_keys=answer['other_keys'])
+            grid_entry.update(_summary(prefix_total))
+            del grid_entry['disk_bytes']
+            entry['grids'][grid] = grid_entry
+        if len(prefix_grids) > 1:
+            module.warn('Grids %s of cache %s share the key prefix %s in %s: their tiles are counted once.'
+                        % (', '.join(prefix_grids), cache_name, key_prefix, store))
+    entry.update(_summary(cache_total))
+    del entry['disk_bytes']
+    return entry
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             config=dict(type='path', default=DEFAULT_CONFIG),
             caches=dict(type='list', elements='str', default=[]),
-            venv=dict(type='path', default=DEFAULT_VENV),
+            **venv_options(),
         ),
         supports_check_mode=True,
     )
     params = module.params
     venv = MapProxyVenv(module, params['venv'])
-    info = load_config(module, venv, params['config'])
-    names = select_caches(module, info, params['caches'])
+    start = time.monotonic()
+    info = load_config(module, venv, params['config'], store_stats=params['caches'] or True)
+    names = select_caches(module, info, params['caches'], types=('file',) + STORE_TYPES)
     skipped = {}
     if not params['caches']:
         for name, cache in sorted(info['caches'].items()):
             if name in names:
                 continue
             skipped[name] = 'disable_storage' if cache['disable_storage'] else 'type %s' % cache['type']
-    cache_grids = select_grids(module, info, names, [])
+    store_names = [name for name in names if info['caches'][name]['type'] in STORE_TYPES]
+    cache_grids = select_grids(module, info, [name for name in names if name not in store_names], [])
 
-    start = time.monotonic()
     result_caches = {}
     total = LevelStats()
+    for cache_name in store_names:
+        entry = _store_cache(module, cache_name, info)
+        total.tiles += entry['tiles']
+        total.bytes += entry['bytes']
+        result_caches[cache_name] = entry
     for cache_name, dir_grids, directory, layout in grid_directories(module, info, cache_grids,
                                                                      require_complete=False):
         levels = collect_stats(directory, layout)
@@ -220,7 +303,7 @@ def main():
             level_list.append(entry)
         free, size = filesystem_usage(directory)
         cache_entry = result_caches.setdefault(cache_name, {
-            'directory_layout': layout, '_stats': LevelStats(), 'grids': {}})
+            'type': 'file', 'directory_layout': layout, '_stats': LevelStats(), 'grids': {}})
         cache_entry['_stats'].merge(dir_total)
         total.merge(dir_total)
         for grid in dir_grids:
@@ -233,7 +316,10 @@ def main():
             module.warn('Grids %s of cache %s share the folder %s (MapProxy names it after the SRS): '
                         'their tiles are counted once.' % (', '.join(dir_grids), cache_name, directory))
     for cache_name in names:
-        entry = result_caches.setdefault(cache_name, {'directory_layout': info['caches'][cache_name]['directory_layout'],
+        if cache_name in store_names:
+            continue
+        entry = result_caches.setdefault(cache_name, {'type': 'file',
+                                                      'directory_layout': info['caches'][cache_name]['directory_layout'],
                                                       '_stats': LevelStats(), 'grids': {}})
         entry.update(_summary(entry.pop('_stats')))
     module.exit_json(

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,9 @@ def s3_store(monkeypatch):
     server = moto_server.ThreadedMotoServer(ip_address='127.0.0.1', port=_free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto keeps its buckets in the process, across servers: each test starts empty.
+    urllib.request.urlopen(urllib.request.Request('http://%s:%d/moto-api/reset' % (host, port), method='POST'),
+                           timeout=10).close()
     monkeypatch.setenv('AWS_ACCESS_KEY_ID', 'p2d2-test-key')
     monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'p2d2-test-secret')
     monkeypatch.delenv('AWS_PROFILE', raising=False)
