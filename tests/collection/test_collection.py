@@ -96,6 +96,23 @@ def test_module_defaults_are_the_shared_values():
     }
 
 
+@pytest.mark.parametrize("requirements", ["tests/requirements.txt", "tests/unit/requirements.txt"])
+def test_the_tests_run_the_versions_the_venv_role_installs(requirements):
+    """The plugin tests run MapProxy, Gunicorn and the store clients the venv role pins
+    (mapproxy_venv's defaults own the versions; the test requirements repeat them)."""
+    venv = _load(ROOT / "roles" / "mapproxy_venv" / "defaults" / "main.yml")
+    pins = {"mapproxy": venv["mapproxy_venv_mapproxy_version"], "gunicorn": venv["mapproxy_venv_gunicorn_version"]}
+    for specs in venv["mapproxy_venv_cache_backend_packages"].values():
+        pins.update(spec.lower().split("==") for spec in specs)
+    found = dict(re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)", line).groups()
+                 for line in (ROOT / requirements).read_text(encoding="utf-8").splitlines()
+                 if re.match(r"^[A-Za-z0-9_.-]+(\[[^]]*\])?==", line))
+    found = dict((name.lower(), version) for name, version in found.items())
+    pinned_here = dict((name, found[name]) for name in pins if name in found)
+    assert "mapproxy" in pinned_here
+    assert pinned_here == dict((name, pins[name]) for name in pinned_here)
+
+
 def test_the_service_has_one_set_of_handlers():
     """mapproxy_common alone reloads and restarts the MapProxy service, by the documented topics."""
     assert SERVICE_TOPICS <= _handler_names(SHARED)
