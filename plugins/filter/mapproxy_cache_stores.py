@@ -59,7 +59,6 @@ _value:
   type: dict
 """
 
-STORE_TYPES = ("s3", "redis")
 NAME = "mapproxy_cache_stores"
 
 

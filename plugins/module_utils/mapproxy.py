@@ -352,8 +352,8 @@ def load_config(module, venv, config_path, require_valid=True, **request):
     return info
 
 
-# MapProxy's cache types whose tiles live in a store several hosts share.
-STORE_TYPES = ('s3', 'redis')
+# MapProxy's cache types whose tiles live in a store several hosts share (the probe's).
+STORE_TYPES = mapproxy_probe.STORE_TYPES
 
 
 def select_caches(module, info, names, option='caches', types=('file',)):
