@@ -232,3 +232,44 @@ def test_module_docs_render_from_the_artifact(installed, module):
     out = subprocess.run([BIN / "ansible-doc", f"p2d2.mapproxy.{module}"],
                          check=True, cwd=tmp, env=env, capture_output=True, text=True).stdout
     assert "RETURN VALUES" in out and "EXAMPLES" in out
+
+
+def _tasks(node):
+    """Every task of a task file, blocks opened."""
+    for task in node or []:
+        if not isinstance(task, dict):
+            continue
+        for key in ("block", "rescue", "always"):
+            yield from _tasks(task.get(key))
+        yield task
+
+
+_WRITERS = ("ansible.builtin.template", "ansible.builtin.copy", "ansible.builtin.file")
+
+
+def _attr_in_condition(value, condition):
+    """A literal appears as itself in the condition's key; a variable by its name."""
+    value = str(value)
+    found = re.fullmatch(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}", value)
+    return (found.group(1) if found else value) in condition
+
+
+def test_guarded_writes_compare_the_attributes_they_set():
+    """A write that runs only where host_state_info's key differs must compare the very mode,
+    owner and group it sets: compared with others, an unchanged run would leave a file with the
+    wrong mode or owner alone (or write it on every run)."""
+    checked, problems = 0, []
+    for path in sorted((ROOT / "roles").glob("*/tasks/*.yml")):
+        for task in _tasks(_load(path) if path.stat().st_size else []):
+            module = next((m for m in _WRITERS if m in task), None)
+            when = task.get("when")
+            condition = " ".join(when) if isinstance(when, list) else str(when or "")
+            if module is None or ".key" not in condition:
+                continue
+            checked += 1
+            args = task[module]
+            for attr in ("mode", "owner", "group"):
+                if attr in args and not _attr_in_condition(args[attr], condition):
+                    problems.append(f"{path.relative_to(ROOT)}: {task['name']}: {attr} {args[attr]!r} not in its condition")
+    assert checked >= 20, f"only {checked} guarded writes found: did the roles stop reading their state?"
+    assert not problems, "\n".join(problems)
