@@ -127,7 +127,7 @@ def test_every_file_mapproxy_seed_writes_is_excluded(tmp_path):
     assert not covered(config, excluded) and not covered(str(opt / 'static' / 'keep.txt'), excluded)
 
 
-def render_script(tmp_path, root, config):
+def render_script(tmp_path, root, config, venv=VENV):
     """The role's backup script, rendered with the role's defaults for paths under root."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(ROLE / 'templates')), keep_trailing_newline=True)
     env.filters['comment'] = lambda text: '# ' + text
@@ -140,7 +140,7 @@ def render_script(tmp_path, root, config):
         ansible_managed='test', mapproxy_backup_script=str(script),
         mapproxy_backup_dir=str(tmp_path / 'backup'), mapproxy_backup_prefix='mapproxy-config_',
         mapproxy_backup_retention_days=90, mapproxy_config_file=config,
-        mapproxy_venv_path=VENV, mapproxy_backup_include_venv=False,
+        mapproxy_venv_path=venv, mapproxy_backup_include_venv=False,
         mapproxy_backup_paths=[str(root / 'etc' / 'mapproxy'), str(root / 'opt' / 'mapproxy')],
         mapproxy_backup_exclude_paths=[]))
     script.chmod(0o755)
@@ -203,3 +203,48 @@ def test_an_unreadable_config_still_leaves_out_the_default_cache_folder(tmp_path
     with tarfile.open(archive) as tar:
         members = {'/' + m.name for m in tar.getmembers()}
     assert str(config) in members and not any('cache_data' in m for m in members), sorted(members)
+
+
+@needs_mapproxy
+@pytest.mark.skipif(shutil.which('flock') is None or shutil.which('sha256sum') is None, reason='needs util-linux and coreutils')
+def test_the_backup_script_starts_the_venvs_python_only_after_a_change(tmp_path):
+    """pip freeze and the probe are kept with what they were computed from: the venv's
+    site-packages (which an install changes) and the configuration's YAML files."""
+    root = tmp_path / 'root'
+    config, _etc, _opt = seeded_tree(root)
+    # A venv whose Python logs each start and runs the test venv's Python.
+    venv = tmp_path / 'venv'
+    site = venv / 'lib' / 'python3.99' / 'site-packages'
+    site.mkdir(parents=True)
+    (venv / 'bin').mkdir()
+    starts = tmp_path / 'starts.log'
+    python = venv / 'bin' / 'python'
+    python.write_text('#!/bin/sh\necho "$*" >> %s\nexec %s "$@"\n'
+                      % (shlex.quote(str(starts)), shlex.quote(os.path.join(VENV, 'bin', 'python'))))
+    python.chmod(0o755)
+    script = render_script(tmp_path, root, config, venv=str(venv))
+
+    def run():
+        proc = subprocess.run([str(script), '--if-changed'], capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert 'warning' not in proc.stderr, proc.stderr
+        lines = starts.read_text().splitlines() if starts.exists() else []
+        return proc.stdout.split(':', 1)[0], lines
+
+    first, started = run()
+    assert first == 'written' and len(started) == 2, started  # the probe and pip freeze
+    again, started_again = run()
+    assert again == 'unchanged' and started_again == started, started_again
+
+    # An install changes site-packages: pip freeze and the probe run again.
+    (site / 'newpackage').mkdir()
+    after_install, started_install = run()
+    assert after_install == 'unchanged', 'the same package list gives the same archive'
+    assert len(started_install) == 4, started_install
+
+    # A changed configuration: the probe runs again, and the change is archived.
+    with open(config, 'a', encoding='utf-8') as handle:
+        handle.write('# changed\n')
+    changed, started_changed = run()
+    assert changed == 'written'
+    assert len(started_changed) == 5 and '--cache-paths' in started_changed[-1], started_changed
