@@ -23,7 +23,8 @@ images_log=$STATE/images.log
 setsid bash -c 'source "$1/scripts/lib.sh"; start=$SECONDS; ensure_images
                 echo "images ready in $((SECONDS - start)) s" >&2' images "$ROOT" >"$images_log" 2>&1 &
 images_pid=$!
-trap 'kill -- "-$images_pid" 2>/dev/null || true; stop_dockerd' EXIT
+trap 'kill -- "-$images_pid" 2>/dev/null || true; [ -z "${unit_pid:-}" ] || kill -- "-$unit_pid" 2>/dev/null || true
+      stop_dockerd' EXIT
 static_start=$SECONDS
 
 ensure_venv
@@ -60,6 +61,25 @@ PY
   return "$rc"
 }
 
+# The plugin unit tests and ansible-test sanity run beside the Molecule scenarios, in a
+# process group of their own with one pytest worker: a scenario keeps about one of the two
+# cores busy (Ansible and the containers' Python starting modules), and these fill the
+# other. Their output goes to .testbed/unit.log, shown when they end.
+unit_log=$STATE/unit.log
+unit_pid=
+run_unit_tests() {
+  local rc=0 start=$SECONDS
+  log "Plugin unit tests and the smoke check of the performance harness (pytest)"
+  # tests/bench runs scripts/bench.py's measuring code with wrk (installed above) against a
+  # local Gunicorn. worksteal hands the short tests to an idle worker while a long one
+  # (mapproxy-seed's progress file needs a run of over 30 s) holds another.
+  pytest --numprocesses "${P2D2_PYTEST_WORKERS:-1}" --dist worksteal || rc=1
+  log "ansible-test sanity (plugins and their tests)"
+  run_sanity || rc=1
+  log "pytest and sanity took $((SECONDS - start)) s"
+  return "$rc"
+}
+
 if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
   log "yamllint"
   yamllint --strict .
@@ -67,21 +87,21 @@ if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
   log "ansible-lint (production profile)"
   ansible-lint --profile production
 
-  log "Plugin unit tests and the smoke check of the performance harness (pytest)"
-  # tests/bench runs scripts/bench.py's measuring code with wrk (installed above) against a
-  # local Gunicorn.
-  # One worker per core; worksteal hands the short tests to the idle worker while a long
-  # one (mapproxy-seed's progress file needs a run of over 30 s) holds the other.
-  pytest --numprocesses auto --dist worksteal
-
-  log "ansible-test sanity (plugins and their tests)"
-  run_sanity
+  if [ "$#" -gt 0 ]; then
+    # A few scenarios: the unit tests first, on every core, as before.
+    P2D2_PYTEST_WORKERS=auto run_unit_tests
+  else
+    log "pytest and ansible-test sanity run beside the scenarios (log: .testbed/unit.log)"
+    export -f log run_sanity run_unit_tests
+    STATE=$STATE setsid bash -c 'cd "$1" && run_unit_tests' unit "$ROOT" >"$unit_log" 2>&1 &
+    unit_pid=$!
+  fi
 fi
 
 static_took=$((SECONDS - static_start))
 wait "$images_pid" || { cat "$images_log" >&2; die "the Debian test images could not be built (log above)"; }
 grep -v '^$' "$images_log" >&2 || true
-log "The tool venv and the static checks took ${static_took} s; the images were built beside them"
+log "The tool venv and the linters took ${static_took} s; the images were built beside them"
 
 if [ "$#" -gt 0 ]; then
   scenarios=("$@")
@@ -129,5 +149,12 @@ for scenario in "${scenarios[@]}"; do
     log "Scenario $scenario FAILED after $((SECONDS - start)) s"
   fi
 done
-[ "${#failed[@]}" -eq 0 ] || die "Molecule scenarios failed: ${failed[*]}"
+unit_failed=
+if [ -n "$unit_pid" ]; then
+  wait "$unit_pid" || unit_failed=1
+  unit_pid=
+  cat "$unit_log"
+fi
+[ "${#failed[@]}" -eq 0 ] || die "Molecule scenarios failed: ${failed[*]}${unit_failed:+; and pytest or sanity failed (above)}"
+[ -z "$unit_failed" ] || die "pytest or ansible-test sanity failed (above)"
 log "All tests passed"
