@@ -28,7 +28,8 @@ Request keys (all optional except ``config``):
 - ``coverages``: ``{name: coverage}``: load these coverages (or those of
   ``coverages_from``) to check them; only ``coverage`` if that name is given.
 - ``cache_paths``: true: every path the caches of ``config`` write, as
-  ``cache_paths()`` below works it out (the backup role's cache exclusion).
+  ``cache_paths()`` below works it out (the backup role's cache exclusion), and
+  ``config_files``, the files MapProxy read for it.
 - ``env``: ``{name: value}`` to set in the environment before MapProxy loads
   (credentials of stores): on stdin, never on a command line.
 - ``store_stats``: cache names, or true for all: per ``s3`` and ``redis`` cache and
@@ -54,8 +55,9 @@ directories MapProxy writes) and ``served`` (``served()``: the services, layers 
 tile headers nginx's fast path follows), besides its layers, caches and grids.
 
 The request is the first line of stdin (or all of it, without a newline).
-``python mapproxy_probe.py --cache-paths CONFIG`` prints those paths, one a
-line (exit 1 and a message on stderr when MapProxy cannot load CONFIG).
+``python mapproxy_probe.py --cache-paths CONFIG [SOURCES]`` prints those paths, one a
+line (exit 1 and a message on stderr when MapProxy cannot load CONFIG), and writes
+the files MapProxy read (CONFIG and those its ``base:`` names) to SOURCES, one a line.
 """
 
 from __future__ import annotations
@@ -959,6 +961,10 @@ def main():
             RESULT['write_dirs'] = write_dirs(conf, config_file)
             if REQUEST.get('cache_paths'):
                 RESULT['cache_paths'] = cache_paths(conf, config_file)
+                # The files MapProxy read: the config and those its base: names, as its own
+                # reloader knows them.
+                files = conf.config_files() if hasattr(conf, 'config_files') else {}
+                RESULT['config_files'] = sorted(files) or [os.path.abspath(REQUEST['config'])]
     if ok and REQUEST.get('bbox'):
         with conf:
             plan_bbox(conf, REQUEST['bbox'])
@@ -1010,7 +1016,7 @@ if __name__ == '__main__':
     # Everything MapProxy prints goes to stderr: stdout carries the answer only.
     ANSWER_OUT = sys.stdout
     sys.stdout = sys.stderr
-    if sys.argv[1:2] == ['--cache-paths'] and len(sys.argv) == 3:
+    if sys.argv[1:2] == ['--cache-paths'] and len(sys.argv) in (3, 4):
         import io
         ANSWER = io.StringIO()
         run({'config': sys.argv[2], 'cache_paths': True}, ANSWER)
@@ -1022,6 +1028,9 @@ if __name__ == '__main__':
             raise SystemExit(1)
         ANSWER_OUT.write(''.join(path + '\n' for path in ANSWER_DICT['cache_paths']))
         ANSWER_OUT.flush()
+        if len(sys.argv) == 4:
+            with open(sys.argv[3], 'w', encoding='utf-8') as sources:
+                sources.write(''.join(path + '\n' for path in ANSWER_DICT['config_files']))
     else:
         REQUEST_IN = json.loads(sys.stdin.readline())
         if 'lock' in REQUEST_IN:

@@ -209,9 +209,15 @@ def test_an_unreadable_config_still_leaves_out_the_default_cache_folder(tmp_path
 @pytest.mark.skipif(shutil.which('flock') is None or shutil.which('sha256sum') is None, reason='needs util-linux and coreutils')
 def test_the_backup_script_starts_the_venvs_python_only_after_a_change(tmp_path):
     """pip freeze and the probe are kept with what they were computed from: the venv's
-    site-packages (which an install changes) and the configuration's YAML files."""
+    site-packages (which an install changes) and the files MapProxy read, the configuration
+    and a base: file outside the archived trees."""
     root = tmp_path / 'root'
     config, _etc, _opt = seeded_tree(root)
+    base = tmp_path / 'elsewhere' / 'base.yaml'
+    base.parent.mkdir()
+    base.write_text('globals: {}\n')
+    with open(config, 'a', encoding='utf-8') as handle:
+        handle.write('base: %s\n' % base)
     # A venv whose Python logs each start and runs the test venv's Python.
     venv = tmp_path / 'venv'
     site = venv / 'lib' / 'python3.99' / 'site-packages'
@@ -248,3 +254,9 @@ def test_the_backup_script_starts_the_venvs_python_only_after_a_change(tmp_path)
     changed, started_changed = run()
     assert changed == 'written'
     assert len(started_changed) == 5 and '--cache-paths' in started_changed[-1], started_changed
+
+    # The base file alone: read again by the probe; not archived, so the archive stays.
+    base.write_text('globals: {}\n# changed\n')
+    after_base, started_base = run()
+    assert after_base == 'unchanged'
+    assert len(started_base) == 6 and '--cache-paths' in started_base[-1], started_base
