@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the collection on a Debian machine as root, installing what it
-# needs first: yamllint, ansible-lint (production profile), the plugin unit tests and
-# every Molecule scenario, one after another. Exits non-zero when any step fails.
+# needs first: yamllint, then every Molecule scenario, one after another, with
+# ansible-lint (production profile), the plugin unit tests and ansible-test sanity
+# running beside them. Exits non-zero when any step fails.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh SCENARIO...     only these Molecule scenarios (after the linters and unit tests)
@@ -61,14 +62,16 @@ PY
   return "$rc"
 }
 
-# The plugin unit tests and ansible-test sanity run beside the Molecule scenarios, in a
-# process group of their own with one pytest worker: a scenario keeps about one of the two
-# cores busy (Ansible and the containers' Python starting modules), and these fill the
-# other. Their output goes to .testbed/unit.log, shown when they end.
+# ansible-lint, the plugin unit tests and ansible-test sanity run beside the Molecule
+# scenarios, in a process group of their own with one pytest worker: a scenario keeps
+# about one of the two cores busy (Ansible and the containers' Python starting modules),
+# and these fill the other. Their output goes to .testbed/unit.log, shown when they end.
 unit_log=$STATE/unit.log
 unit_pid=
 run_unit_tests() {
   local rc=0 start=$SECONDS
+  log "ansible-lint (production profile)"
+  ansible-lint --profile production || rc=1
   log "Plugin unit tests and the smoke check of the performance harness (pytest)"
   # tests/bench runs scripts/bench.py's measuring code with wrk (installed above) against a
   # local Gunicorn. worksteal hands the short tests to an idle worker while a long one
@@ -76,7 +79,7 @@ run_unit_tests() {
   pytest --numprocesses "${P2D2_PYTEST_WORKERS:-1}" --dist worksteal || rc=1
   log "ansible-test sanity (plugins and their tests)"
   run_sanity || rc=1
-  log "pytest and sanity took $((SECONDS - start)) s"
+  log "ansible-lint, pytest and sanity took $((SECONDS - start)) s"
   return "$rc"
 }
 
@@ -84,14 +87,11 @@ if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
   log "yamllint"
   yamllint --strict .
 
-  log "ansible-lint (production profile)"
-  ansible-lint --profile production
-
   if [ "$#" -gt 0 ]; then
-    # A few scenarios: the unit tests first, on every core, as before.
+    # A few scenarios: the other checks first, pytest on every core.
     P2D2_PYTEST_WORKERS=auto run_unit_tests
   else
-    log "pytest and ansible-test sanity run beside the scenarios (log: .testbed/unit.log)"
+    log "ansible-lint, pytest and ansible-test sanity run beside the scenarios (log: .testbed/unit.log)"
     export -f log run_sanity run_unit_tests
     STATE=$STATE setsid bash -c 'cd "$1" && run_unit_tests' unit "$ROOT" >"$unit_log" 2>&1 &
     unit_pid=$!
@@ -101,7 +101,7 @@ fi
 static_took=$((SECONDS - static_start))
 wait "$images_pid" || { cat "$images_log" >&2; die "the Debian test images could not be built (log above)"; }
 grep -v '^$' "$images_log" >&2 || true
-log "The tool venv and the linters took ${static_took} s; the images were built beside them"
+log "The tool venv and yamllint took ${static_took} s; the images were built beside them"
 
 if [ "$#" -gt 0 ]; then
   scenarios=("$@")
@@ -155,6 +155,6 @@ if [ -n "$unit_pid" ]; then
   unit_pid=
   cat "$unit_log"
 fi
-[ "${#failed[@]}" -eq 0 ] || die "Molecule scenarios failed: ${failed[*]}${unit_failed:+; and pytest or sanity failed (above)}"
-[ -z "$unit_failed" ] || die "pytest or ansible-test sanity failed (above)"
+[ "${#failed[@]}" -eq 0 ] || die "Molecule scenarios failed: ${failed[*]}${unit_failed:+; and ansible-lint, pytest or sanity failed (above)}"
+[ -z "$unit_failed" ] || die "ansible-lint, pytest or ansible-test sanity failed (above)"
 log "All tests passed"
