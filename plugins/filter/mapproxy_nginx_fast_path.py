@@ -64,7 +64,13 @@ _value:
   description:
     - C(routes), one per served URL form, each with C(layer), C(cache), C(grid), C(service) (C(wmts) or
       C(tiles)), C(regex) (an nginx location regex with the captures C(z), C(x) and C(y)), C(root) (the
-      cache directory), C(file) (the try_files path below C(root)) and C(content_type).
+      cache directory), C(file) (the try_files path below C(root)), C(content_type) and C(keep_unstored)
+      (true when nginx may keep MapProxy's answers for tiles it does not store, such as those outside a
+      source's coverage; false for caches whose tiles MapProxy renders on request without storing them, with
+      C(use_direct_from_level), C(use_direct_from_res), or C(upscale_tiles) or C(downscale_tiles) without
+      C(cache_rescaled_tiles), and when the generation is unknown).
+    - C(generation), the generation of the configuration read (a SHA-1 of the files MapProxy read), empty when
+      unknown.
     - C(skipped), one sentence per layer, cache or URL form left to MapProxy, naming it and why.
     - C(cache_control) and C(cors_origin), the header values MapProxy sends with a tile (C(cors_origin) is
       empty when MapProxy sends none).
@@ -141,7 +147,7 @@ def mapproxy_nginx_fast_path(info, exclude_layers=None, exclude_caches=None):
     served = _mapping(info.get('served'), 'served')
     if not served:
         # No configuration read (the fast path is off): nothing is served from disk.
-        return {'routes': [], 'skipped': [], 'cache_control': '', 'cors_origin': ''}
+        return {'routes': [], 'skipped': [], 'cache_control': '', 'cors_origin': '', 'generation': ''}
     services = _mapping(served.get('services'), 'services')
     caches = _mapping(info.get('caches'), 'caches')
     grids = _mapping(info.get('grid_info'), 'grid_info')
@@ -170,6 +176,10 @@ def mapproxy_nginx_fast_path(info, exclude_layers=None, exclude_caches=None):
     if tms and not tiles:
         skipped.append(f"/tiles: the TMS service has origin {tms_conf.get('origin')}: rows are flipped")
     use_grid_names = bool(tms_conf.get('use_grid_names'))
+
+    generation = served.get('generation') or ''
+    if not re.fullmatch(r'[0-9a-f]{40}|', str(generation)):
+        raise AnsibleFilterError(f"mapproxy_nginx_fast_path: served.generation is {generation!r}, not a SHA-1")
 
     cache_reasons = {}
     for name, cache in caches.items():
@@ -221,7 +231,8 @@ def mapproxy_nginx_fast_path(info, exclude_layers=None, exclude_caches=None):
                     skipped.append(f"{what}: its directory or grid name has characters the fast path does not route")
                     continue
                 common = {'layer': lname, 'cache': cname, 'grid': gname, 'root': root,
-                          'file': f"/$z/$x/$y.{ext}", 'content_type': f"image/{ext}"}
+                          'file': f"/$z/$x/$y.{ext}", 'content_type': f"image/{ext}",
+                          'keep_unstored': bool(generation) and not cache.get('renders_unstored')}
                 forms = []
                 if wmts and restful:
                     regex, why = _wmts_regex(template, lname, str(gname), ext)
@@ -252,6 +263,7 @@ def mapproxy_nginx_fast_path(info, exclude_layers=None, exclude_caches=None):
         'skipped': skipped,
         'cache_control': f"public, max-age={max_age}, s-maxage={max_age}",
         'cors_origin': cors,
+        'generation': generation,
     }
 
 

@@ -607,16 +607,46 @@ def write_dirs(conf, config_file):
                       for path, is_file in _cache_locations(conf, config_file).items()))
 
 
+def config_generation(config_files):
+    """One name for the configuration MapProxy serves: the SHA-1 of the names and contents
+    of the files it read (``config_files``: ``{path: mtime}`` as MapProxy's ``config_files()``
+    records them). None when a file is gone or changed since MapProxy read it (its time
+    differs), so a generation never names a configuration that MapProxy did not load.
+    nginx's store of answers MapProxy does not keep (``served()``) and the WSGI app that
+    Gunicorn serves (roles/mapproxy_gunicorn/files/p2d2_mapproxy_app.py) both use it: nginx
+    keeps such an answer only when both name the same generation. MapProxy's version is not
+    part of it: an upgrade keeps the answers kept (docs/fast-path.md)."""
+    import hashlib
+    digest = hashlib.sha1(b'p2d2-mapproxy-generation 1\n')
+    if not config_files:
+        return None
+    for path in sorted(config_files):
+        try:
+            with open(path, 'rb') as stream:
+                content = stream.read()
+                mtime = os.fstat(stream.fileno()).st_mtime
+        except OSError:
+            return None
+        if config_files[path] is not None and mtime != config_files[path]:
+            return None
+        digest.update(('%d %s\n' % (len(content), path)).encode('utf-8'))
+        digest.update(content)
+    return digest.hexdigest()
+
+
 def served(conf_dict, conf):
     """What nginx's fast path needs besides the caches: the services and layers as
-    MapProxy reads them (``base:`` included), and the headers MapProxy gives a tile."""
+    MapProxy reads them (``base:`` included), the headers MapProxy gives a tile, and
+    the configuration's generation (``config_generation()``)."""
     services = conf_dict.get('services')
     layers = conf_dict.get('layers')
+    files = conf.config_files() if hasattr(conf, 'config_files') else {}
     return {
         'services': services if isinstance(services, dict) else {},
         'layers': layers if isinstance(layers, list) else [],
         'expires_hours': conf.globals.get_value('tiles.expires_hours', {}),
         'access_control_allow_origin': conf.globals.get_value('http.access_control_allow_origin', {}),
+        'generation': config_generation(files),
     }
 
 
@@ -673,6 +703,13 @@ def describe(conf_dict, conf):
             'format': cache.get('format', 'image/png'),
             'disable_storage': bool(cache.get('disable_storage', False)),
             'refresh_before': bool(cache.get('refresh_before')),
+            # Tiles MapProxy renders from a source or from other levels on every request
+            # without storing them: nginx must not keep those answers.
+            'renders_unstored': bool(
+                cache.get('use_direct_from_level') is not None
+                or cache.get('use_direct_from_res') is not None
+                or ((cache.get('upscale_tiles') or cache.get('downscale_tiles'))
+                    and not cache.get('cache_rescaled_tiles'))),
             'directory_layout': block.get('directory_layout', 'tc') if ctype == 'file' else block.get('directory_layout'),
             'directory': None,
             'directories': {},

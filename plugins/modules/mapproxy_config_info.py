@@ -215,6 +215,12 @@ caches:
     refresh_before:
       description: Whether the cache renews tiles older than C(refresh_before) when they are requested.
       type: bool
+    renders_unstored:
+      description:
+        - Whether MapProxy renders some tiles of the cache on every request without storing them
+          (C(use_direct_from_level), C(use_direct_from_res), or C(upscale_tiles) or C(downscale_tiles) without
+          C(cache_rescaled_tiles)).
+      type: bool
     directory:
       description:
         - Absolute folder (file caches) or file (mbtiles, geopackage) of the cache, if it has
@@ -302,6 +308,13 @@ served:
       type: float
     access_control_allow_origin:
       description: C(globals.http.access_control_allow_origin), or MapProxy's default.
+      type: str
+    generation:
+      description:
+        - The configuration's generation, the SHA-1 of the names and contents of the files MapProxy read
+          (C(path) and the files its C(base) names); null when one changed while MapProxy read it. The WSGI
+          application of the role p2d2.mapproxy.mapproxy_gunicorn computes the same, and nginx keeps MapProxy's
+          answers for tiles it did not store under it.
       type: str
 write_dirs:
   description:

@@ -180,7 +180,29 @@ def test_a_bad_cors_origin_is_refused(plan):
 
 
 def test_no_answer_serves_nothing_from_disk():
-    assert mapproxy_nginx_fast_path({}) == {'routes': [], 'skipped': [], 'cache_control': '', 'cors_origin': ''}
+    assert mapproxy_nginx_fast_path({}) == {'routes': [], 'skipped': [], 'cache_control': '', 'cors_origin': '',
+                                            'generation': ''}
+
+
+@pytest.mark.parametrize('changes', [
+    {'caches__osm_cache__use_direct_from_level': 8},
+    {'caches__osm_cache__use_direct_from_res': 100.0},
+    {'caches__osm_cache__upscale_tiles': 2},
+    {'caches__osm_cache__downscale_tiles': 1},
+])
+def test_caches_rendered_on_request_keep_no_unstored_answers(plan, changes):
+    """MapProxy renders these tiles from the source (or other levels) on every request without
+    storing them: nginx may serve stored tiles from disk but must not keep the other answers."""
+    plain = plan(RUNBOOK)
+    assert re.fullmatch('[0-9a-f]{40}', plain['generation'])
+    assert all(r['keep_unstored'] for r in plain['routes'])
+    changed = plan(_config(**changes))
+    assert changed['generation'] != plain['generation']
+    assert not _match(changed, '/wmts/osm/webmercator/6/33/21.png')[0]['keep_unstored']
+    assert _match(changed, '/wmts/geoserver_base/webmercator/6/33/21.png')[0]['keep_unstored']
+    if 'upscale_tiles' in next(iter(changes)) or 'downscale_tiles' in next(iter(changes)):
+        kept = plan(_config(caches__osm_cache__cache_rescaled_tiles=True, **changes))
+        assert _match(kept, '/wmts/osm/webmercator/6/33/21.png')[0]['keep_unstored']
 
 
 def test_mapproxy_writes_the_file_the_route_names(plan, tmp_path):

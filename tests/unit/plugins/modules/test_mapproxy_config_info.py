@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import os
 import subprocess
@@ -247,8 +249,16 @@ def test_write_dirs_grids_and_what_is_served(tmp_path, base_conf):
     assert result['caches']['jpeg_cache']['format'] == 'image/jpeg'
     assert result['caches']['jpeg_cache']['refresh_before'] is True
     assert result['caches']['osm_cache']['refresh_before'] is False
+    generation = result['served'].pop('generation')
     assert result['served'] == {'services': base_conf['services'], 'layers': base_conf['layers'],
                                 'expires_hours': 2, 'access_control_allow_origin': '*'}
+    # The files MapProxy read, by name and content (the config only: it has no base:).
+    config = tmp_path / 'mapproxy.yaml'
+    content = config.read_bytes()
+    expected = hashlib.sha1(b'p2d2-mapproxy-generation 1\n' + b'%d %s\n' % (len(content), str(config).encode())
+                            + content).hexdigest()
+    assert generation == expected
+    assert result['caches']['osm_cache']['renders_unstored'] is False
     assert not cache.exists()
 
 
