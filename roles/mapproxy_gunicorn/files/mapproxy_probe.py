@@ -1,0 +1,1 @@
+../../../plugins/module_utils/mapproxy_probe.py
