@@ -79,6 +79,13 @@ CASES = {
                    'mapproxy_nginx_listen is ["8080"]: give a list of HOST:PORT'),
     'nginx_path': ('mapproxy_nginx', {'mapproxy_nginx_log_dir': '/var/log/my logs'},
                    "mapproxy_nginx_log_dir is '/var/log/my logs': give an absolute path (letters"),
+    'unstored_ttl': ('mapproxy_nginx', {'mapproxy_nginx_unstored_cache_seconds': 0},
+                     "mapproxy_nginx_unstored_cache_seconds is '0' and mapproxy_nginx_unstored_cache_max_size is '256m':"
+                     " give whole seconds"),
+    'unstored_size': ('mapproxy_nginx', {'mapproxy_nginx_unstored_cache_max_size': '1 GB'},
+                      "mapproxy_nginx_unstored_cache_max_size is '1 GB': give whole seconds"),
+    'unstored_dir': ('mapproxy_nginx', {'mapproxy_nginx_unstored_cache_dir': 'cache'},
+                     "mapproxy_nginx_unstored_cache_dir is 'cache': give an absolute path"),
     'proxies': ('mapproxy_nginx', {'mapproxy_nginx_trusted_proxies': ['proxy.lan']},
                 'mapproxy_nginx_trusted_proxies has entries that are not IPv4 or IPv6 addresses or networks:'),
     'server_config': ('mapproxy_nginx', {'mapproxy_nginx_extra_server_config': 'gzip on;'},
