@@ -20,7 +20,11 @@ machine and one markdown table:
 4. deploy time: playbooks/demo.yml on the fresh container, then playbooks/site.yml
    again (0 changes), and their ratio;
 5. seeding: the module p2d2.mapproxy.mapproxy_seed against raw mapproxy-seed
-   on the same job, the cache cleared before each.
+   on the same job, the cache cleared before each;
+6. mixed tiles: a Leaflet session on the runbook's map panned at levels 5-9,
+   many of its tiles outside the OSM source's coverage (which MapProxy answers
+   without storing them), after one pass over them, for the defaults and the
+   runbook's Gunicorn settings.
 
 ``--sweep`` measures the Gunicorn variants of SWEEP on cached tiles instead.
 The measuring and table code (wrk with a Lua done() hook that prints JSON) is
@@ -137,6 +141,14 @@ SWEEP = [
 # The area of the runbook's seeding example (EPSG:4326): inside the stand-in's coverage.
 BBOX = (5.8, 50.2, 9.0, 52.5)
 UNCACHED_LEVELS = (13, 14, 15)
+
+# 6. A Leaflet session on the runbook's map (`L.map('map').setView([51.0, 7.0], 10)`),
+# panned at levels 5 to 9: the tiles of a window of MIXED_WINDOW tiles (columns, rows)
+# around the centre at each level. Those that do not touch the OSM source's coverage
+# (Germany: roles/mapproxy's defaults, read from there) MapProxy answers without storing.
+MIXED_CENTRE = (7.0, 51.0)
+MIXED_LEVELS = (5, 6, 7, 8, 9)
+MIXED_WINDOW = (9, 5)
 
 
 class BenchError(Exception):
@@ -298,6 +310,42 @@ def tiles_in_bbox(bbox, levels):
         for x in range(x0, x1 + 1):
             for y in range(y0, y1 + 1):
                 yield z, x, y
+
+
+def tile_bbox(z, x, y):
+    """(minlon, minlat, maxlon, maxlat) of an XYZ tile."""
+    n = 2 ** z
+
+    def lat(row):
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
+    return x / n * 360.0 - 180.0, lat(y + 1), (x + 1) / n * 360.0 - 180.0, lat(y)
+
+
+def mixed_tiles(centre, levels, window, coverage):
+    """(z, x, y, outside) of the tiles of a ``window`` around ``centre`` on ``levels``;
+    ``outside``: the tile does not touch ``coverage`` (a bbox in EPSG:4326)."""
+    tiles = []
+    for z in levels:
+        cx, cy = xyz(centre[0], centre[1], z)
+        n = 2 ** z
+        for x in range(cx - window[0] // 2, cx + window[0] // 2 + 1):
+            for y in range(cy - window[1] // 2, cy + window[1] // 2 + 1):
+                if not (0 <= x < n and 0 <= y < n):
+                    continue
+                b = tile_bbox(z, x, y)
+                outside = b[2] <= coverage[0] or b[0] >= coverage[2] or b[3] <= coverage[1] or b[1] >= coverage[3]
+                tiles.append((z, x, y, outside))
+    return tiles
+
+
+def osm_coverage():
+    """The bbox of the OSM source's coverage in the mapproxy role's defaults."""
+    import yaml
+    defaults = yaml.safe_load((ROOT / 'roles' / 'mapproxy' / 'defaults' / 'main.yml').read_text(encoding='utf-8'))
+    coverage = defaults['mapproxy_sources']['osm_tiles']['coverage']
+    if coverage.get('srs') != 'EPSG:4326':
+        raise BenchError('the OSM coverage is not in EPSG:4326: %r' % coverage)
+    return tuple(coverage['bbox'])
 
 
 def tile_path(z, x, y, prefix=TILE_PREFIX):
@@ -761,6 +809,53 @@ http {
         self.data['uncached'] = {'%s|%d' % k: v for k, v in fresh.items()}
         return cached, fresh
 
+    # -- 6. mixed tiles ------------------------------------------------------
+
+    def mixed(self):
+        """The Leaflet session of MIXED_*: one pass over its tiles (MapProxy stores those
+        inside the coverage, nginx keeps its answers for the others), then wrk at random over
+        them, for the defaults and the runbook's Gunicorn settings."""
+        tiles = mixed_tiles(MIXED_CENTRE, MIXED_LEVELS, MIXED_WINDOW, osm_coverage())
+        paths = [tile_path(z, x, y) for z, x, y, _outside in tiles]
+        outside = [tile_path(z, x, y) for z, x, y, out in tiles if out]
+        lua = write_lua(self.state / 'mixed.lua', paths, seed=self.args.seed)
+        layouts = [LAYOUTS[0], LAYOUTS[2]]
+        cells = {}
+        for rnd in range(1, self.args.rounds + 1):
+            for layout in layouts:
+                self.apply(layout)
+                url = self.url_of(layout)
+                log('Round %d, %s: mixed tiles (%d, %d outside the coverage), one pass first'
+                    % (rnd, layout['name'], len(paths), len(outside)))
+                failed = [(path, code) for path, code in self.fetch_all(url, paths) if code != 200]
+                if failed:
+                    raise BenchError('mixed tiles: %d answers were not 200, for example %s'
+                                     % (len(failed), failed[:3]))
+                for conns in self.args.conns:
+                    cells.setdefault((layout['name'], conns), []).append(
+                        run_wrk(url, lua, conns, self.args.duration))
+        # What nginx sends from what it kept is what MapProxy sends.
+        code_a, body_a = http_get(self.base + outside[0])
+        code_b, body_b = http_get(self.backend + outside[0])
+        if code_a != 200 or code_b != 200 or body_a != body_b:
+            raise BenchError('%s: nginx answered %d (%d bytes), Gunicorn %d (%d bytes): not the same tile'
+                             % (outside[0], code_a, len(body_a), code_b, len(body_b)))
+        kept = dexec("grep -c 'GET /wmts/.* fastpath=miss upstream=\"-\" cache=HIT' %s || true"
+                     % '/var/log/mapproxy/nginx-access.log').stdout.strip()
+        self.data['mixed'] = {'%s|%d' % k: v for k, v in cells.items()}
+        self.data['mixed_tiles'] = {'tiles': len(paths), 'outside': len(outside), 'kept_hits': int(kept or 0)}
+        add_cells(self.table, 6, 'mixed tiles', [layout['name'] for layout in layouts], self.args.conns,
+                  cells, layouts[0]['name'])
+        return len(paths), len(outside)
+
+    def fetch_all(self, url, paths, workers=4):
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(path):
+            return path, http_get(url + path, timeout=60)[0]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(one, paths))
+
     # -- 3. reload under load ------------------------------------------------
 
     def reload(self, layout):
@@ -911,6 +1006,16 @@ http {
                          % (fmt_levels(list(UNCACHED_LEVELS)),
                             ', through a proxy that answers %d ms later, as a remote tile server would'
                             % args.upstream_delay if args.upstream_delay else ''))
+        if not args.sweep and 'mixed' in args.measure:
+            total, outside = self.mixed()
+            notes.append('6. Mixed tiles: a Leaflet session on the runbook\'s map (centre %s, levels %s, %d × %d tiles'
+                         ' around the centre at each level): %d tiles, %d (%.0f %%) outside the OSM source\'s'
+                         ' coverage, which MapProxy answers without storing them; one pass over all of them, then'
+                         ' %d s at random per cell; nginx answered %d requests from the answers it kept.'
+                         ' The ratio is the defaults\' throughput divided by the row\'s.'
+                         % (MIXED_CENTRE[::-1], fmt_levels(list(MIXED_LEVELS)), MIXED_WINDOW[0], MIXED_WINDOW[1],
+                            total, outside, 100.0 * outside / total, args.duration,
+                            self.data['mixed_tiles']['kept_hits']))
         if not args.sweep and 'reload' in args.measure:
             self.reload(LAYOUTS[0])
         profiled = next(layout for layout in LAYOUTS if layout.get('profile'))
@@ -969,8 +1074,9 @@ def parse_args(argv=None):
     parser.add_argument('--rounds', type=int, help='interleaved rounds (default 2, smoke 1)')
     parser.add_argument('--conns', type=lambda s: [int(v) for v in s.split(',')], default=[4, 32],
                         help='connection counts, comma separated (default 4,32)')
-    parser.add_argument('--measure', type=lambda s: set(s.split(',')), default={'uncached', 'reload', 'seed'},
-                        help='what to measure besides cached tiles: uncached,reload,seed (default all)')
+    parser.add_argument('--measure', type=lambda s: set(s.split(',')),
+                        default={'uncached', 'reload', 'seed', 'mixed'},
+                        help='what to measure besides cached tiles: uncached,reload,seed,mixed (default all)')
     parser.add_argument('--profile', type=int, default=0, metavar='SECONDS',
                         help='profile the first layout under load with py-spy for SECONDS')
     parser.add_argument('--seed-levels', type=int, help='seed levels 0 to N (default 11, smoke 9)')
@@ -989,8 +1095,8 @@ def parse_args(argv=None):
     per_second = 600 if not args.upstream_delay else math.ceil(1.5 * max(args.conns) * 1000 / args.upstream_delay)
     args.uncached_set = min(600, per_second) * args.duration
     for name in args.measure:
-        if name not in ('uncached', 'reload', 'seed'):
-            parser.error('--measure takes uncached, reload and seed, not %r' % name)
+        if name not in ('uncached', 'reload', 'seed', 'mixed'):
+            parser.error('--measure takes uncached, reload, seed and mixed, not %r' % name)
     if args.upstream_delay < 0:
         parser.error('--upstream-delay must be 0 or more milliseconds')
     if min(args.conns) < 1 or args.duration < 1 or args.rounds < 1:

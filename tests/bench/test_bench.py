@@ -146,3 +146,18 @@ def test_harness_profile_summary():
     assert '  - 75.0 % b (mapproxy/tile.py)' in lines
     assert '  - 25.0 % c (PIL/Image.py)' in lines
     assert not any('arbiter' in line for line in lines)
+
+
+def test_mixed_session_tiles_and_coverage():
+    """The mixed workload's tiles: the window around the runbook's centre, and which lie
+    outside the OSM coverage, checked against tile bboxes worked out by hand."""
+    assert bench.tile_bbox(0, 0, 0) == pytest.approx((-180.0, -85.0511, 180.0, 85.0511), abs=1e-4)
+    # 6/33/21: 5.625-11.25 E, 48.92-52.48 N, inside Germany; 6/10/10: the North Pacific.
+    assert bench.tile_bbox(6, 33, 21) == pytest.approx((5.625, 48.9225, 11.25, 52.4828), abs=1e-4)
+    coverage = bench.osm_coverage()
+    assert coverage == (5.8, 47.2, 15.0, 55.0)
+    tiles = bench.mixed_tiles((7.0, 51.0), [6], (9, 5), coverage)
+    assert len(tiles) == 45 and len({t[:3] for t in tiles}) == 45
+    assert (6, 33, 21, False) in tiles
+    assert (6, 29, 19, True) in tiles  # 16.9-11.25 W: the Atlantic
+    assert all(29 <= x <= 37 and 19 <= y <= 23 for _z, x, y, _o in tiles)
