@@ -819,7 +819,10 @@ http {
         paths = [tile_path(z, x, y) for z, x, y, _outside in tiles]
         outside = [tile_path(z, x, y) for z, x, y, out in tiles if out]
         lua = write_lua(self.state / 'mixed.lua', paths, seed=self.args.seed)
-        layouts = [LAYOUTS[0], LAYOUTS[2]]
+        # The defaults, the same without nginx's kept answers (as before they existed), and the runbook.
+        layouts = [LAYOUTS[0], dict(LAYOUTS[0], name='defaults without kept answers (mapproxy_nginx_unstored_cache'
+                                                      ' false)', vars={'mapproxy_nginx_unstored_cache': False}),
+                   LAYOUTS[2]]
         cells = {}
         for rnd in range(1, self.args.rounds + 1):
             for layout in layouts:
