@@ -10,8 +10,9 @@ Installed by the role mapproxy_gunicorn beside mapproxy_probe.py; gunicorn.conf.
 
 nginx's tile fast path (role mapproxy_nginx) sends a tile URL to MapProxy when the tile's
 file is not on disk, with two request headers: ``X-P2D2-Tile-Path``, the file it looked
-for, and ``X-P2D2-Generation``, the generation of the configuration its own configuration
-was written for (``mapproxy_probe.config_generation()``). When MapProxy answers such a
+for, and ``X-P2D2-Generation``, the configuration generation under which it would keep the
+answer (``mapproxy_probe.config_generation()``, which the role mapproxy_nginx reads from
+MapProxy's loader and points a link at). When MapProxy answers such a
 request with a ``200`` image that clients may cache, the file is still not there after
 MapProxy answered (MapProxy did not store the tile: it lies outside its source's coverage,
 or the source is only seeded), and this application serves that same generation, the answer
