@@ -245,6 +245,7 @@ def _tasks(node):
 
 
 _WRITERS = ("ansible.builtin.template", "ansible.builtin.copy", "ansible.builtin.file")
+_MANAGED = "p2d2.mapproxy.managed_files"
 
 
 def _attr_in_condition(value, condition):
@@ -257,19 +258,31 @@ def _attr_in_condition(value, condition):
 def test_guarded_writes_compare_the_attributes_they_set():
     """A write that runs only where host_state_info's key differs must compare the very mode,
     owner and group it sets: compared with others, an unchanged run would leave a file with the
-    wrong mode or owner alone (or write it on every run)."""
+    wrong mode or owner alone (or write it on every run). managed_files takes root where a file
+    names no owner or group; a list it gets through the filter managed_files_differ is compared
+    by the filter with the very attributes it passes on."""
     checked, problems = 0, []
     for path in sorted((ROOT / "roles").glob("*/tasks/*.yml")):
         for task in _tasks(_load(path) if path.stat().st_size else []):
-            module = next((m for m in _WRITERS if m in task), None)
+            if _MANAGED in task and isinstance(task[_MANAGED]["files"], str):
+                filtered = " ".join(str(v) for v in (task.get("vars") or {}).values()) + task[_MANAGED]["files"]
+                if "managed_files_differ" not in filtered:
+                    problems.append(f"{path.relative_to(ROOT)}: {task['name']}: its files do not go through managed_files_differ")
+                checked += 1
+                continue
+            module = next((m for m in _WRITERS + (_MANAGED,) if m in task), None)
             when = task.get("when")
             condition = " ".join(when) if isinstance(when, list) else str(when or "")
             if module is None or ".key" not in condition:
                 continue
             checked += 1
-            args = task[module]
-            for attr in ("mode", "owner", "group"):
-                if attr in args and not _attr_in_condition(args[attr], condition):
-                    problems.append(f"{path.relative_to(ROOT)}: {task['name']}: {attr} {args[attr]!r} not in its condition")
+            if module == _MANAGED:
+                written = [dict({"owner": "root", "group": "root"}, **spec) for spec in task[module]["files"]]
+            else:
+                written = [task[module]]
+            for args in written:
+                for attr in ("mode", "owner", "group"):
+                    if attr in args and not _attr_in_condition(args[attr], condition):
+                        problems.append(f"{path.relative_to(ROOT)}: {task['name']}: {attr} {args[attr]!r} not in its condition")
     assert checked >= 20, f"only {checked} guarded writes found: did the roles stop reading their state?"
     assert not problems, "\n".join(problems)
