@@ -19,8 +19,12 @@ description:
     SRS and origin. Returns, for every layer whose tiles come from one file cache with C(directory_layout)
     C(tms) on a grid with origin C(nw), the restful WMTS URL and the C(/tiles) XYZ URL as nginx location
     regexes with the file each maps to.
-  - Everything else is left to MapProxy and listed under C(skipped) with the reason. That is non-file caches,
-    other layouts, grids with another origin, caches with C(refresh_before) or C(disable_storage),
+  - With O(store_caches), also the same URLs of layers whose tiles come from one C(s3) or C(redis) cache
+    (a shared store nginx cannot read) - such a route has C(store) true and no file, and nginx keeps a bounded
+    copy of MapProxy's answers for it (role p2d2.mapproxy.mapproxy_nginx, C(mapproxy_nginx_store_cache)).
+  - Everything else is left to MapProxy and listed under C(skipped) with the reason. That is other cache types
+    (and C(s3) and C(redis) caches without O(store_caches), or whose tiles MapProxy renders without storing them),
+    other layouts of file caches, grids with another origin, caches with C(refresh_before) or C(disable_storage),
     formats other than C(image/png) and C(image/jpeg) (C(mixed) included), layers with dimensions,
     with more than one source or with a source that is not a cache, layers named in O(exclude_layers)
     (MapProxy authorization is Python code around the WSGI app, not part of the config), caches named in
@@ -45,6 +49,12 @@ options:
     type: list
     elements: str
     default: []
+  store_caches:
+    description:
+      - Route the tiles of C(s3) and C(redis) caches too (routes with C(store) true), for nginx to keep copies of.
+      - Only with a known configuration generation, which the key of those copies holds.
+    type: bool
+    default: false
 author: p2d2 maintainers
 """
 
@@ -64,7 +74,8 @@ _value:
   description:
     - C(routes), one per served URL form, each with C(layer), C(cache), C(grid), C(service) (C(wmts) or
       C(tiles)), C(regex) (an nginx location regex with the captures C(z), C(x) and C(y)), C(root) (the
-      cache directory), C(file) (the try_files path below C(root)), C(content_type) and C(keep_unstored)
+      cache directory; V(null) for a store route), C(file) (the try_files path below C(root); V(null) for a store
+      route), C(store) (the tiles are in an C(s3) or C(redis) cache), C(content_type) and C(keep_unstored)
       (true when nginx may keep MapProxy's answers for tiles it does not store, such as those outside a
       source's coverage; false for caches whose tiles MapProxy renders on request without storing them, with
       C(use_direct_from_level), C(use_direct_from_res), or C(upscale_tiles) or C(downscale_tiles) without
@@ -84,6 +95,8 @@ WMTS_VARS = {'Layer', 'TileMatrixSet', 'TileMatrix', 'TileCol', 'TileRow', 'Form
 # Names and paths written into nginx.conf unquoted or in a regex: keep to what needs no escaping there.
 SAFE_NAME = re.compile(r'^[A-Za-z0-9_.:-]+$')
 SAFE_PATH = re.compile(r'^/[A-Za-z0-9_./-]*$')
+# Caches in a shared store (MapProxy's cache types), which nginx cannot read.
+STORE_TYPES = ('s3', 'redis')
 
 
 def _mapping(value, what):
@@ -109,19 +122,29 @@ def _layers(layers, skipped):
     return result
 
 
-def _check_cache(name, cache, exclude_caches):
-    """Why a cache cannot be served from disk, or None. ``cache`` is MapProxy's answer."""
+def _check_cache(name, cache, exclude_caches, store_caches, generation):
+    """Why nginx cannot answer a cache's tiles, or None. ``cache`` is MapProxy's answer."""
     if name in exclude_caches:
         return 'it is listed in mapproxy_nginx_exclude_caches'
-    if cache.get('type') != 'file':
+    if cache.get('type') in STORE_TYPES:
+        if not store_caches:
+            return f"it is a {cache.get('type')} cache and mapproxy_nginx_store_cache is false"
+        if not generation:
+            return f"it is a {cache.get('type')} cache and the configuration's generation is unknown"
+        if not SAFE_NAME.match(name):
+            return "its name has characters that nginx's store of copies does not take"
+        if cache.get('renders_unstored'):
+            return 'MapProxy renders some of its tiles on every request without storing them'
+    elif cache.get('type') != 'file':
         return f"it is a {cache.get('type')} cache, not files nginx can read"
-    if cache.get('directory_layout') != 'tms':
+    elif cache.get('directory_layout') != 'tms':
         return f"its directory_layout is {cache.get('directory_layout')}, not tms (z/x/y.ext)"
     if cache.get('refresh_before'):
         return 'it has refresh_before: MapProxy renews old tiles when they are requested'
     if cache.get('disable_storage'):
         return 'it has disable_storage: nothing is on disk'
-    if cache.get('format') not in FORMATS or cache.get('file_ext') != FORMATS[cache.get('format')]:
+    if cache.get('format') not in FORMATS or (cache.get('type') == 'file'
+                                              and cache.get('file_ext') != FORMATS[cache.get('format')]):
         return f"its format is {cache.get('format')}; the fast path serves image/png and image/jpeg only"
     return None
 
@@ -140,7 +163,7 @@ def _wmts_regex(template, layer, grid_name, ext):
     return '^/wmts' + regex + '$', None
 
 
-def mapproxy_nginx_fast_path(info, exclude_layers=None, exclude_caches=None):
+def mapproxy_nginx_fast_path(info, exclude_layers=None, exclude_caches=None, store_caches=False):
     info = _mapping(info, 'the input')
     exclude_layers = list(exclude_layers or [])
     exclude_caches = list(exclude_caches or [])
@@ -183,7 +206,7 @@ def mapproxy_nginx_fast_path(info, exclude_layers=None, exclude_caches=None):
 
     cache_reasons = {}
     for name, cache in caches.items():
-        reason = _check_cache(name, _mapping(cache, f"cache '{name}'"), exclude_caches)
+        reason = _check_cache(name, _mapping(cache, f"cache '{name}'"), exclude_caches, bool(store_caches), generation)
         cache_reasons[name] = reason
         if reason:
             skipped.append(f"cache {name}: {reason}")
@@ -227,12 +250,14 @@ def mapproxy_nginx_fast_path(info, exclude_layers=None, exclude_caches=None):
                     origin = {'ll': 'sw', 'sw': 'sw'}.get(grid.get('origin'), grid.get('origin'))
                     skipped.append(f"{what}: the grid's origin is {origin}, not nw")
                     continue
-                if not SAFE_PATH.match(str(root)) or not SAFE_NAME.match(str(gname)):
+                store = cache.get('type') in STORE_TYPES
+                if not SAFE_NAME.match(str(gname)) or not (store or SAFE_PATH.match(str(root))):
                     skipped.append(f"{what}: its directory or grid name has characters the fast path does not route")
                     continue
-                common = {'layer': lname, 'cache': cname, 'grid': gname, 'root': root,
-                          'file': f"/$z/$x/$y.{ext}", 'content_type': f"image/{ext}",
-                          'keep_unstored': bool(generation) and not cache.get('renders_unstored')}
+                common = {'layer': lname, 'cache': cname, 'grid': gname, 'store': store,
+                          'root': None if store else root, 'file': None if store else f"/$z/$x/$y.{ext}",
+                          'content_type': f"image/{ext}",
+                          'keep_unstored': bool(generation) and not store and not cache.get('renders_unstored')}
                 forms = []
                 if wmts and restful:
                     regex, why = _wmts_regex(template, lname, str(gname), ext)

@@ -231,3 +231,40 @@ def test_mapproxy_writes_the_file_the_route_names(plan, tmp_path):
         assert headers['content-type'] == route['content_type']
         assert headers['cache-control'] == plan['cache_control'] == 'public, max-age=7200, s-maxage=7200'
         assert headers['access-control-allow-origin'] == plan['cors_origin']
+
+
+STORES = {
+    'caches__osm_cache__cache': {'type': 's3', 'bucket_name': 'tiles', 'directory': 'osm',
+                                 'endpoint_url': 'http://127.0.0.1:9', 'region_name': 'us-east-1'},
+    'caches__geoserver_cache__cache': {'type': 'redis', 'host': '127.0.0.1', 'port': 9, 'prefix': 'gs'},
+}
+
+
+def _store_route(plan, url):
+    return next(r for r in plan['routes'] if re.match(r['regex'].replace('(?<', '(?P<'), url))
+
+
+def test_store_caches_are_routed_for_copies_only_when_asked(plan):
+    """Tiles of s3 and redis caches are not on disk: nginx gets their URLs (to keep copies of
+    MapProxy's answers) only with store_caches, and never a file to try."""
+    off = plan(_config(**STORES))
+    assert off['routes'] == []
+    assert 'cache osm_cache: it is a s3 cache and mapproxy_nginx_store_cache is false' in off['skipped']
+    assert 'cache geoserver_cache: it is a redis cache and mapproxy_nginx_store_cache is false' in off['skipped']
+    on = plan(_config(**STORES), store_caches=True)
+    assert len(on['routes']) == 4
+    route = _store_route(on, '/wmts/osm/webmercator/6/33/21.png')
+    assert (route['cache'], route['store'], route['root'], route['file']) == ('osm_cache', True, None, None)
+    assert not route['keep_unstored']
+    assert _store_route(on, '/tiles/geoserver_base_EPSG3857/1/0/1.png')['cache'] == 'geoserver_cache'
+
+
+@pytest.mark.parametrize('changes, reason', [
+    ({'caches__osm_cache__refresh_before': {'days': 1}}, 'it has refresh_before'),
+    ({'caches__osm_cache__use_direct_from_level': 8}, 'MapProxy renders some of its tiles on every request'),
+    ({'caches__osm_cache__disable_storage': True}, 'it has disable_storage'),
+])
+def test_store_caches_mapproxy_renews_are_left_to_it(plan, changes, reason):
+    on = plan(_config(**STORES, **changes), store_caches=True)
+    assert any(s.startswith('cache osm_cache: ' + reason) for s in on['skipped']), on['skipped']
+    assert {r['cache'] for r in on['routes']} == {'geoserver_cache'}
