@@ -36,6 +36,9 @@ Request keys (all optional except ``config``):
   grid, its tiles, bytes, oldest and newest write per level, read in its store (an
   object listing, a key scan: ``store_stats()`` below), with the timeouts of
   ``STORE_TIMEOUTS``.
+- ``store_clean``: ``{caches: {cache: [grid, ...]}, levels, before, dry_run}``: remove
+  tiles of ``s3`` and ``redis`` caches in their store (``store_clean()`` below), listing
+  or scanning as ``store_stats`` does and deleting page by page.
 - ``check_stores``: true: connect to the store of every ``s3`` and ``redis``
   cache, as the service will (credentials from the environment), and write, read
   back and delete one object there (``check_stores()`` below), with the bounded
@@ -323,16 +326,19 @@ def offline_stores():
     s3.S3Cache.conn = conn
 
 
-def bounded_stores():
-    """Give the S3 client of MapProxy's caches the timeouts of STORE_TIMEOUTS."""
+def bounded_stores(timeouts=None):
+    """Give the S3 client of MapProxy's caches the timeouts of ``timeouts`` (connect and
+    read seconds, attempts in all; STORE_TIMEOUTS by default). MapProxy's application
+    (mapproxy_gunicorn's p2d2_mapproxy_app.py) calls it with the service's timeouts."""
+    timeouts = timeouts or STORE_TIMEOUTS
     try:
         from mapproxy.cache import s3
         import botocore.config
     except Exception:
         return
     config = botocore.config.Config(
-        connect_timeout=STORE_TIMEOUTS['connect'], read_timeout=STORE_TIMEOUTS['read'],
-        retries={'max_attempts': STORE_TIMEOUTS['attempts'], 'mode': 'standard'})
+        connect_timeout=timeouts['connect'], read_timeout=timeouts['read'],
+        retries={'total_max_attempts': timeouts['attempts'], 'mode': 'standard'})
 
     def conn(self):
         if s3.boto3 is None:
@@ -364,17 +370,35 @@ def _check_s3(tile_cache):
     return read == body
 
 
-def _bounded_redis(tile_cache):
+def _bounded_redis(tile_cache, timeouts=None):
     """A client of the Redis cache's server and db, with its credentials and TLS, and
-    the timeouts of STORE_TIMEOUTS (MapProxy's own client has none)."""
+    the timeouts of ``timeouts`` (STORE_TIMEOUTS by default; MapProxy's own client has none)."""
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+    timeouts = timeouts or STORE_TIMEOUTS
     pool = tile_cache.r.connection_pool
     kwargs = dict(pool.connection_kwargs)
-    kwargs.update(socket_timeout=STORE_TIMEOUTS['read'], socket_connect_timeout=STORE_TIMEOUTS['connect'],
-                  retry=Retry(NoBackoff(), STORE_TIMEOUTS['attempts'] - 1))
+    kwargs.update(socket_timeout=timeouts['read'], socket_connect_timeout=timeouts['connect'],
+                  retry=Retry(NoBackoff(), timeouts['attempts'] - 1))
     return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def bounded_redis_caches(timeouts):
+    """Give every Redis cache MapProxy builds from now on a client with ``timeouts``
+    (``_bounded_redis``) in place of its own. For MapProxy's application."""
+    try:
+        from mapproxy.cache import redis as redis_cache
+    except Exception:
+        return
+    # MapProxy's own __init__, also when called again with other timeouts.
+    built = getattr(redis_cache.RedisCache.__init__, 'p2d2_built', redis_cache.RedisCache.__init__)
+
+    def __init__(self, *args, **kwargs):
+        built(self, *args, **kwargs)
+        self.r = _bounded_redis(self, timeouts)
+    __init__.p2d2_built = built
+    redis_cache.RedisCache.__init__ = __init__
 
 
 def _check_redis(tile_cache):
@@ -451,9 +475,44 @@ class _Levels(object):
                 'other_keys': self.other}
 
 
-def _s3_stats(tile_cache, layout):
+class _Removal(object):
+    """What a store cleanup removes: tiles on ``levels`` (None: all) written before
+    ``before`` (seconds since the epoch; None: any age). Tiles of unknown write time are
+    kept when ``before`` is set and counted in ``unknown_age``. ``dry_run`` removes nothing.
+    Collects the stats of what goes and the first STORE_KEY_SAMPLE keys."""
+
+    def __init__(self, levels=None, before=None, dry_run=False):
+        self.levels = None if levels is None else set(levels)
+        self.before = before
+        self.dry_run = dry_run
+        self.removed = _Levels()
+        self.keys = []
+        self.unknown_age = 0
+
+    def wants(self, level, written):
+        if self.levels is not None and level not in self.levels:
+            return False
+        if self.before is None:
+            return True
+        if written is None:
+            self.unknown_age += 1
+            return False
+        return written < self.before
+
+    def took(self, key, level, size, written):
+        self.removed.add(level, size, written)
+        if len(self.keys) < STORE_KEY_SAMPLE:
+            self.keys.append(key)
+
+
+# Removed keys a cleanup names in its answer.
+STORE_KEY_SAMPLE = 100
+
+
+def _s3_stats(tile_cache, layout, removal=None):
     """List the objects under an S3 cache's prefix (one request per STORE_PAGE keys).
-    Returns the stats and the prefix."""
+    With ``removal``, delete those it wants, one DeleteObjects request per page (after the
+    page is read: the listing goes on from its last key). Returns the stats and the prefix."""
     prefix = tile_cache.base_path.strip('/')
     prefix = prefix + '/' if prefix else ''
     pattern = re.compile('^%s$' % S3_LEVEL_KEYS.get(layout, S3_LEVEL_KEYS['tms']).format(
@@ -463,20 +522,32 @@ def _s3_stats(tile_cache, layout):
     pages = client.get_paginator('list_objects_v2').paginate(
         Bucket=tile_cache.bucket_name, Prefix=prefix, PaginationConfig={'PageSize': STORE_PAGE})
     for page in pages:
+        doomed = []
         for obj in page.get('Contents') or []:
             match = pattern.match(obj['Key'][len(prefix):])
             if not match:
                 stats.other += 1
                 continue
             level = len(match.group(1)) if layout == 'quadkey' else int(match.group(1))
-            stats.add(level, int(obj.get('Size') or 0), obj['LastModified'].timestamp())
+            size, written = int(obj.get('Size') or 0), obj['LastModified'].timestamp()
+            stats.add(level, size, written)
+            if removal is not None and removal.wants(level, written):
+                removal.took('s3://%s/%s' % (tile_cache.bucket_name, obj['Key']), level, size, written)
+                doomed.append({'Key': obj['Key']})
+        if doomed and not removal.dry_run:
+            answer = client.delete_objects(Bucket=tile_cache.bucket_name, Delete={'Objects': doomed, 'Quiet': True})
+            if answer.get('Errors'):
+                error = answer['Errors'][0]
+                raise RuntimeError('%d objects were not deleted, the first %s: %s %s' % (
+                    len(answer['Errors']), error.get('Key'), error.get('Code'), error.get('Message')))
     return stats, prefix
 
 
-def _redis_stats(tile_cache):
+def _redis_stats(tile_cache, removal=None):
     """SCAN the keys of a Redis cache's prefix (``<prefix>-z-x-y``), with their sizes and
     TTLs in one pipeline per page. The write time is known from the TTL only: now minus
-    what of the cache's default_ttl has passed."""
+    what of the cache's default_ttl has passed. With ``removal``, UNLINK those it wants,
+    one pipeline per page."""
     client = _bounded_redis(tile_cache)
     pattern = re.compile('^%s-(\\d+)-\\d+-\\d+$' % re.escape(tile_cache.prefix))
     glob = re.sub(r'([\\*?\[\]])', r'\\\1', tile_cache.prefix) + '-*'
@@ -494,18 +565,27 @@ def _redis_stats(tile_cache):
                     tiles.append((key, int(match.group(1))))
                 else:
                     stats.other += 1
+            doomed = []
             if tiles:
                 pipe = client.pipeline(transaction=False)
                 for key, _level in tiles:
                     pipe.strlen(key)
                     pipe.pttl(key)
                 answers = pipe.execute()
-                for index, (_key, level) in enumerate(tiles):
+                for index, (key, level) in enumerate(tiles):
                     size, left = answers[2 * index], answers[2 * index + 1]
                     if left is None or left == -2:
                         continue  # expired between the scan and the pipeline
                     written = now - (ttl - left / 1000.0) if ttl and left >= 0 else None
                     stats.add(level, int(size or 0), written)
+                    if removal is not None and removal.wants(level, written):
+                        removal.took(key.decode('utf-8', 'replace'), level, int(size or 0), written)
+                        doomed.append(key)
+            if doomed and not removal.dry_run:
+                pipe = client.pipeline(transaction=False)
+                for key in doomed:
+                    pipe.unlink(key)
+                pipe.execute()
             if not cursor:
                 break
     finally:
@@ -539,6 +619,55 @@ def store_stats(conf, names):
         except Exception as ex:
             RESULT['errors'].append("cache '%s': the store %s cannot be read: %s" % (name, store_of(block), in_words(ex)))
     RESULT['store_stats'] = out
+
+
+def store_clean(conf, request):
+    """Remove tiles of s3 and redis caches in their store: ``request`` has ``caches``
+    ({cache: [grid, ...]}), ``levels`` (None: all), ``before`` (seconds since the epoch;
+    None: any age) and ``dry_run``. Grids whose tiles share one key prefix are cleaned once,
+    and only when all of them are selected. Per cache and key prefix: the grids, the store,
+    what was removed per level, the tiles kept for an unknown age, and the first keys."""
+    out = {}
+    for name, selected in sorted(request['caches'].items()):
+        cache_conf = conf.caches.get(name)
+        block = (cache_conf.conf.get('cache') or {}) if cache_conf is not None else {}
+        if block.get('type') not in STORE_TYPES:
+            RESULT['errors'].append("cache '%s': not a cache in a store (%s)" % (name, ', '.join(STORE_TYPES)))
+            continue
+        entries = out.setdefault(name, [])
+        try:
+            with conf:
+                by_prefix = {}
+                for grid_name, _path, tile_cache in cache_storage(cache_conf):
+                    if type(tile_cache).__name__ == 'DummyCache':
+                        continue
+                    if block['type'] == 's3':
+                        prefix = tile_cache.base_path.strip('/')
+                        prefix = prefix + '/' if prefix else ''
+                    else:
+                        prefix = tile_cache.prefix + '-'
+                    by_prefix.setdefault(prefix, []).append((grid_name, tile_cache))
+                for prefix, grids in sorted(by_prefix.items()):
+                    names = [grid_name for grid_name, _tile_cache in grids]
+                    chosen = [grid_name for grid_name in names if grid_name in selected]
+                    if not chosen:
+                        continue
+                    if len(chosen) != len(names):
+                        RESULT['errors'].append(
+                            "cache '%s': grids %s share the key prefix %s in the store %s, so their tiles cannot "
+                            "be told apart: select all of them" % (name, ', '.join(names), prefix, store_of(block)))
+                        continue
+                    removal = _Removal(request.get('levels'), request.get('before'), request.get('dry_run'))
+                    if block['type'] == 's3':
+                        _s3_stats(grids[0][1], block.get('directory_layout') or 'tms', removal)
+                    else:
+                        _redis_stats(grids[0][1], removal)
+                    entries.append({'grids': names, 'store': store_of(block), 'key_prefix': prefix,
+                                    'removed': removal.removed.answer()['levels'], 'keys': removal.keys,
+                                    'unknown_age': removal.unknown_age})
+        except Exception as ex:
+            RESULT['errors'].append("cache '%s': the store %s cannot be cleaned: %s" % (name, store_of(block), in_words(ex)))
+    RESULT['store_clean'] = out
 
 
 STORAGE_FILES = ('mbtile_file', 'geopackage_file')
@@ -967,7 +1096,7 @@ def hold_locks(request, out, wait_for_close):
 
 def main():
     disable_file_creation()
-    if REQUEST.get('check_stores') or REQUEST.get('store_stats'):
+    if REQUEST.get('check_stores') or REQUEST.get('store_stats') or REQUEST.get('store_clean'):
         bounded_stores()
     else:
         offline_stores()
@@ -988,6 +1117,8 @@ def main():
         ok = not RESULT['errors']
     if ok and REQUEST.get('store_stats'):
         store_stats(conf, REQUEST['store_stats'])
+    if ok and REQUEST.get('store_clean'):
+        store_clean(conf, REQUEST['store_clean'])
     if ok and REQUEST.get('seed'):
         check_seed(conf, REQUEST['seed'])
     if ok:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: mapproxy_cache_clean
-short_description: Remove old or all tiles from MapProxy file caches
+short_description: Remove old or all tiles from MapProxy caches on disk or in a shared store
 version_added: 0.1.0
 description:
-  - Removes the tiles of MapProxy file caches that are older than O(max_age), or all tiles
+  - Removes the tiles of MapProxy caches that are older than O(max_age), or all tiles
     (O(remove_all)), optionally only on some O(levels) and inside a O(bbox).
   - MapProxy has no C(clean-cache) command; its own cleanup tasks (C(mapproxy-seed --cleanup))
     are not used because in MapProxy 7.0.0 a cleanup without coverage silently skips levels
@@ -22,6 +22,13 @@ description:
     C(arcgis). Files that are not tiles of the layout are kept (C(tile_locks),
     C(single_color_tiles), temporary files). Folders that become empty are removed, but
     never the cache folder itself.
+  - Caches of type C(s3) and C(redis) are cleaned in their store, with MapProxy's client for it and the
+    credentials of O(store_env_file), as p2d2.mapproxy.mapproxy_cache_info reads them - an S3 object listing
+    under the cache's key prefix with one C(DeleteObjects) request per 1000 keys, a Redis C(SCAN) of its
+    prefix with one C(UNLINK) pipeline per 1000 keys - not MapProxy's tile-by-tile walk. The age of an S3
+    tile is its object's C(LastModified); a Redis tile's write time is worked out from its TTL and the
+    cache's C(default_ttl), and tiles of a cache with C(default_ttl 0) have none (they are kept by O(max_age)
+    and counted in RV(caches)). O(bbox) is for file caches only.
   - Reports what it removed; in check mode it removes nothing and reports what it would remove.
 author:
   - p2d2 maintainers (@p2d2)
@@ -36,7 +43,7 @@ attributes:
 options:
   caches:
     description:
-      - Names of the caches to clean. They must be caches of type C(file).
+      - Names of the caches to clean, of type C(file), C(s3) or C(redis).
     type: list
     elements: str
     required: true
@@ -75,7 +82,7 @@ options:
     type: raw
   bbox:
     description:
-      - Only remove tiles that touch this box, V([minx, miny, maxx, maxy]) in O(srs).
+      - Only remove tiles that touch this box, V([minx, miny, maxx, maxy]) in O(srs). File caches only.
       - The tiles are selected by their grid coordinates, as MapProxy selects them for a bbox
         coverage (tiles that only touch the edge are left out).
     type: list
@@ -110,7 +117,10 @@ options:
     default: 60
 notes:
   - Run the task as root or as MapProxy's user, which must be allowed to remove the tiles.
-  - The module only removes files; it starts no MapProxy process that writes tiles.
+  - The module only removes tiles (files, or objects and keys in a store); it starts no MapProxy process
+    that writes tiles.
+  - nginx's copies of tiles from a store (role p2d2.mapproxy.mapproxy_nginx, C(mapproxy_nginx_store_cache))
+    are not the module's - C(playbooks/clean_cache.yml) has nginx forget them after an invalidation.
 seealso:
   - module: p2d2.mapproxy.mapproxy_cache_info
   - module: p2d2.mapproxy.mapproxy_seed
@@ -173,6 +183,8 @@ caches:
     - C(directory) is the folder, C(shared_with) other grids in the same folder,
       C(tiles_removed) and C(bytes_removed) the counts, and C(levels) a list of
       C({level, tiles, bytes}) for the levels with removed tiles.
+    - For an C(s3) or C(redis) cache, C(store) and C(key_prefix) in place of C(directory), and
+      C(unknown_age), the tiles O(max_age) kept because their write time is unknown.
   returned: always
   type: dict
   sample:
@@ -185,8 +197,16 @@ caches:
           bytes_removed: 15034331
           levels:
             - {level: 12, tiles: 1234, bytes: 15034331}
+store_caches:
+  description: The caches of O(caches) in a shared store (type C(s3) or C(redis)), cleaned there.
+  returned: always
+  type: list
+  elements: str
+  sample: [geoserver_cache]
 paths:
-  description: The first 100 removed (in check mode, to be removed) tile files.
+  description:
+    - The first 100 removed (in check mode, to be removed) tile files, and keys of tiles in stores
+      (C(s3://bucket/key), or the Redis key).
   returned: always
   type: list
   elements: str
@@ -216,6 +236,7 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     parse_levels,
     select_caches,
     select_grids,
+    STORE_TYPES,
     venv_options,
 )
 from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_tiles import (
@@ -265,10 +286,16 @@ def main():
         request['bbox'] = dict(bbox=params['bbox'], srs=params['srs'], grids=params['grids'],
                                caches=params['caches'])
     info = load_config(module, venv, params['config'], **request)
-    names = select_caches(module, info, params['caches'])
+    names = select_caches(module, info, params['caches'], types=('file',) + STORE_TYPES)
+    store_names = [name for name in names if info['caches'][name]['type'] in STORE_TYPES]
+    if store_names and params['bbox'] is not None:
+        module.fail_json(msg='Option bbox works on file caches only; %s %s in a store (type %s): leave bbox out or '
+                             'clean by levels.' % (', '.join(store_names), 'is' if len(store_names) == 1 else 'are',
+                                                   info['caches'][store_names[0]]['type']))
     cache_grids = select_grids(module, info, names, params['grids'])
     for grids in cache_grids.values():
         check_levels_in_grids(module, levels, info, grids)
+    store_grids = dict((name, cache_grids.pop(name)) for name in store_names)
     ranges_by_grid = None
     if params['bbox'] is not None:
         planned = info.get('bbox') or {}
@@ -323,6 +350,11 @@ def main():
                 cache_entry['grids'][grid] = dict(
                     directory=directory, shared_with=[g for g in dir_grids if g != grid],
                     tiles_removed=dir_total.tiles, bytes_removed=dir_total.bytes, levels=level_list)
+        if store_grids:
+            store_total, keys = _clean_stores(module, venv, params, store_grids, levels, cutoff, result_caches)
+            total.merge(store_total)
+            counter['n'] += store_total.tiles
+            paths.extend(keys[:max(0, PATH_LIST_LIMIT - len(paths))])
 
     for name in names:
         result_caches.setdefault(name, {'grids': {}})
@@ -332,9 +364,46 @@ def main():
         bytes_removed=total.bytes,
         cutoff=iso_time(cutoff),
         caches=result_caches,
+        store_caches=sorted(store_grids),
         paths=paths,
         paths_truncated=counter['n'] > len(paths),
     )
+
+
+def _clean_stores(module, venv, params, store_grids, levels, cutoff, result_caches):
+    """Remove the tiles of s3 and redis caches in their stores (the probe lists and deletes
+    page by page, in the venv's Python with the store credentials). Returns the total and
+    the first keys removed."""
+    info = load_config(module, venv, params['config'], require_valid=False, store_clean=dict(
+        caches=store_grids, levels=levels, before=cutoff, dry_run=module.check_mode))
+    if info.get('errors'):
+        module.fail_json(msg='Cleaning %s in the store failed: %s'
+                             % (', '.join(sorted(store_grids)), '; '.join(info['errors'])),
+                         errors=info['errors'])
+    total = LevelStats()
+    keys = []
+    for cache_name, entries in sorted((info.get('store_clean') or {}).items()):
+        cache_entry = result_caches.setdefault(cache_name, {'grids': {}})
+        for entry in entries:
+            prefix_total = LevelStats()
+            level_list = []
+            for level, (tiles, size, _oldest, _newest) in sorted(entry['removed'].items(), key=lambda i: int(i[0])):
+                prefix_total.tiles += tiles
+                prefix_total.bytes += size
+                level_list.append(dict(level=int(level), tiles=tiles, bytes=size))
+            keys.extend(entry['keys'])
+            total.merge(prefix_total)
+            if entry['unknown_age']:
+                module.warn('Cache %s keeps %d tiles in %s whose write time is unknown (a Redis cache with '
+                            'default_ttl 0): max_age does not remove them.'
+                            % (cache_name, entry['unknown_age'], entry['store']))
+            for grid in entry['grids']:
+                cache_entry['grids'][grid] = dict(
+                    store=entry['store'], key_prefix=entry['key_prefix'],
+                    shared_with=[g for g in entry['grids'] if g != grid],
+                    tiles_removed=prefix_total.tiles, bytes_removed=prefix_total.bytes, levels=level_list,
+                    unknown_age=entry['unknown_age'])
+    return total, keys
 
 
 def _lock_dir(module, params, info):
