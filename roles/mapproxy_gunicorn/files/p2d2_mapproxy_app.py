@@ -33,9 +33,16 @@ GENERATION = 'HTTP_X_P2D2_GENERATION'
 MARK = ('X-P2D2-Unstored', '1')
 
 
-def make_app(config_file):
-    """MapProxy's application for config_file, wrapped by ``UnstoredMark``."""
+def make_app(config_file, store_timeouts=None):
+    """MapProxy's application for config_file, wrapped by ``UnstoredMark``. With
+    store_timeouts (``{connect, read, attempts}``: seconds, and attempts in all), the
+    clients of its s3 and redis caches get them in place of the client libraries'
+    defaults (botocore: 60 s and retries; redis-py: no timeout)."""
     from mapproxy.wsgiapp import make_wsgi_app
+
+    if store_timeouts:
+        mapproxy_probe.bounded_stores(store_timeouts)
+        mapproxy_probe.bounded_redis_caches(store_timeouts)
 
     app = make_wsgi_app(config_file)
     return UnstoredMark(app, mapproxy_probe.config_generation(getattr(app, 'config_files', None) or {}))
