@@ -87,6 +87,27 @@ def test_base_configurations_are_read(tmp_path):
 
 
 @needs_mapproxy
+def test_caches_in_a_store_leave_only_their_tile_locks_and_are_not_contacted(tmp_path, closed_port):
+    """s3 and redis caches keep nothing on this host but their tile locks: those are left out
+    of the backup like any cache's, and the store (here a port nobody listens on, with no
+    credentials) is never asked while the backup reads the configuration."""
+    pytest.importorskip('boto3')
+    pytest.importorskip('redis')
+    endpoint = 'http://127.0.0.1:%d' % closed_port
+    conf = make_config('/srv/cache', caches={
+        'osm_s3': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {
+            'type': 's3', 'bucket_name': 'absent', 'directory': 'osm', 'endpoint_url': endpoint,
+            'region_name': 'us-east-1', 'tile_lock_dir': '/srv/cache/tile_locks/osm_s3'}},
+        'hot': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {
+            'type': 'redis', 'host': '127.0.0.1', 'port': closed_port, 'prefix': 'hot'}},
+    })
+    conf['globals']['cache'] = {'base_dir': '/srv/cache', 'lock_dir': '/srv/cache/locks'}
+    config = write_config(tmp_path / 'mapproxy.yaml', conf)
+    assert cache_paths(config) == ['/srv/cache', '/srv/cache/locks', '/srv/cache/tile_locks',
+                                   '/srv/cache/tile_locks/osm_s3']
+
+
+@needs_mapproxy
 def test_an_unreadable_configuration_fails_naming_it(tmp_path):
     config = tmp_path / 'mapproxy.yaml'
     config.write_text('caches: [unclosed\n')

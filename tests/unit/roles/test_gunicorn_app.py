@@ -156,28 +156,17 @@ def test_the_generation_follows_what_mapproxy_read(app_module, tmp_path):
     assert app_module.mapproxy_probe.config_generation(app.config_files) is None
 
 
-@pytest.fixture(name='silent_store')
-def silent_store_fixture():
-    """A store that hangs: a TCP port whose backlog takes connections nobody ever answers."""
-    import socket
-    server = socket.socket()
-    server.bind(('127.0.0.1', 0))
-    server.listen(16)
-    yield server.getsockname()[1]
-    server.close()
-
-
 def _store_config(tmp_path, cache):
     config = _config(tmp_path)
     config['caches']['debug_cache']['cache'] = cache
     return _write(tmp_path, config)
 
 
-def test_store_timeouts_bound_a_hung_redis_per_request(app_module, tmp_path, silent_store):
+def test_store_timeouts_bound_a_hung_redis_per_request(app_module, tmp_path, silent_port):
     """redis-py has no timeout of its own: with the service's timeouts a hung Redis is a miss
     after at most four asks (load it, is it there, again under the lock, store it)."""
     pytest.importorskip('redis')
-    path = _store_config(tmp_path, {'type': 'redis', 'host': '127.0.0.1', 'port': silent_store, 'prefix': 'd'})
+    path = _store_config(tmp_path, {'type': 'redis', 'host': '127.0.0.1', 'port': silent_port, 'prefix': 'd'})
     app = app_module.make_app(str(path), store_timeouts={'connect': 1, 'read': 1, 'attempts': 1})
     start = time.monotonic()
     status, headers, _body = _get(app, '/wmts/debug/webmercator/' + INSIDE)
@@ -187,13 +176,13 @@ def test_store_timeouts_bound_a_hung_redis_per_request(app_module, tmp_path, sil
     assert 3 <= elapsed < 4 * 1 * 1 + 1.5
 
 
-def test_store_timeouts_bound_a_hung_s3_endpoint(app_module, tmp_path, silent_store, monkeypatch):
+def test_store_timeouts_bound_a_hung_s3_endpoint(app_module, tmp_path, silent_port, monkeypatch):
     """botocore waits 60 s and retries by default; MapProxy asks for the bucket when it loads."""
     pytest.importorskip('boto3')
     monkeypatch.setenv('AWS_ACCESS_KEY_ID', 'p2d2-test-key')
     monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'p2d2-test-secret')
     path = _store_config(tmp_path, {'type': 's3', 'bucket_name': 'tiles', 'region_name': 'us-east-1',
-                                    'endpoint_url': 'http://127.0.0.1:%d' % silent_store})
+                                    'endpoint_url': 'http://127.0.0.1:%d' % silent_port})
     start = time.monotonic()
     with pytest.raises(Exception, match='Read timeout'):
         app_module.make_app(str(path), store_timeouts={'connect': 1, 'read': 1, 'attempts': 2})

@@ -8,6 +8,8 @@ redis-server stand in for the operator's store (conftest.py starts them)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ansible_collections.p2d2.mapproxy.tests.unit.mapproxy_testing import (
@@ -140,3 +142,35 @@ def test_stopped_redis_is_refused(tmp_path, closed_port):
     assert result['failed']
     assert "cache 'hot': the store redis://127.0.0.1:%d/2 cannot be written and read" % closed_port in result['msg']
     assert 'Connection refused' in result['msg']
+
+
+def test_wrong_s3_key_is_refused_by_name(tmp_path, s3_store, monkeypatch):
+    """moto accepts any key unless its IAM emulation is on: with it, only the key of an IAM
+    user is good, and a wrong secret or key id is refused, naming the cache and the store."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+    iam = boto3.client('iam', endpoint_url=s3_store, region_name='us-east-1')
+    iam.create_user(UserName='tiles')
+    iam.put_user_policy(UserName='tiles', PolicyName='s3', PolicyDocument=json.dumps({
+        'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': 's3:*', 'Resource': '*'}]}))
+    key = iam.create_access_key(UserName='tiles')['AccessKey']
+    s3_client(s3_store).create_bucket(Bucket='tiles')
+    # From here on, every request must be signed with an IAM user's key.
+    monkeypatch.setattr(settings, 'INITIAL_NO_AUTH_ACTION_COUNT', 0)
+    monkeypatch.setattr(ActionAuthenticatorMixin, 'request_count', 0)
+    path = write_config(tmp_path / 'mapproxy.yaml',
+                        make_config(tmp_path / 'cache', caches={'osm_s3': s3_cache(s3_store)}))
+
+    monkeypatch.setenv('AWS_ACCESS_KEY_ID', key['AccessKeyId'])
+    monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', key['SecretAccessKey'])
+    good = check(path=path, check_stores=True)
+    assert not good['failed'], good['msg']
+
+    # MapProxy asks for the bucket first (HEAD, which carries no error code): a 403 either way.
+    for key_id, secret in ((key['AccessKeyId'], 'not-the-secret'), ('AKIANOTAKEYOFMOTO000', key['SecretAccessKey'])):
+        monkeypatch.setenv('AWS_ACCESS_KEY_ID', key_id)
+        monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', secret)
+        result = check(path=path, check_stores=True)
+        assert result['failed']
+        assert ("cache 'osm_s3' (store s3://tiles at %s): S3ConnectionError: Access denied. Check your credentials"
+                % s3_store) in result['msg']
