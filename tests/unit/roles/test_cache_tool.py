@@ -376,3 +376,43 @@ def test_seed_stops_what_mapproxy_seed_left_running(tmp_path):
     pid = int(leftover.read_text())
     assert not Path('/proc/%d' % pid).exists() or 'zombie' in Path('/proc/%d/status' % pid).read_text().lower(), pid
     assert took < 60, took
+
+
+@pytest.fixture
+def redis_cache(tmp_path, redis_store, monkeypatch):
+    """A redis cache whose password MapProxy reads from the environment, as the timers' units
+    give it (their environment file); yields the config, the lock folder and a client."""
+    redis = pytest.importorskip('redis')
+    port, password = redis_store
+    monkeypatch.setenv('P2D2_TEST_REDIS_PASSWORD', password)
+    base = tmp_path / 'cache'
+    base.mkdir()
+    conf = make_config(base, caches={'hot': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {
+        'type': 'redis', 'host': '127.0.0.1', 'port': port, 'db': 4, 'prefix': 'hot', 'default_ttl': 600,
+        'password': '${P2D2_TEST_REDIS_PASSWORD}'}}})
+    client = redis.Redis(host='127.0.0.1', port=port, db=4, password=password)
+    yield {'config': write_config(tmp_path / 'mapproxy.yaml', conf), 'base': base, 'client': client}
+    client.close()
+
+
+def test_clean_removes_old_tiles_of_a_redis_cache_in_the_store(redis_cache, capsys):
+    """A cleanup timer on a cache in a shared store: the write time comes from the TTL
+    (default_ttl 600: 300 s left is written 300 s ago), the keys go in the store."""
+    client = redis_cache['client']
+    for index in range(100):
+        client.set('hot-7-%d-%d' % (index, index), b'tile', px=300000 if index % 2 else 600000)
+    client.set('hot-readme', b'not a tile')
+    args = ['--config', redis_cache['config'], 'clean', '--caches', 'hot', '--lock-dir', str(redis_cache['base'])]
+    assert tool.main(args + ['--max-age-days', str(200 / 86400.0), '--dry-run']) == 0
+    assert client.dbsize() == 101
+    assert tool.main(args + ['--max-age-days', str(200 / 86400.0)]) == 0
+    assert sorted(client.keys('hot-7-*')) == sorted(b'hot-7-%d-%d' % (i, i) for i in range(0, 100, 2))
+    out = capsys.readouterr().out
+    assert 'would remove hot/webmercator (redis://127.0.0.1:' in out and 'removed 50 tiles' in out
+    assert tool.main(args + ['--remove-all', '--levels', '7']) == 0
+    assert client.keys('*') == [b'hot-readme']
+
+
+def test_limit_refuses_a_cache_in_a_store_by_name(redis_cache, capsys):
+    assert tool.main(['--config', redis_cache['config'], 'limit', '--caches', 'hot', '--max-size', '1G']) == 1
+    assert "cache 'hot' is a redis cache: size limits handle file caches only" in capsys.readouterr().err
