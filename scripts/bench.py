@@ -24,7 +24,10 @@ machine and one markdown table:
 6. mixed tiles: a Leaflet session on the runbook's map panned at levels 5-9,
    many of its tiles outside the OSM source's coverage (which MapProxy answers
    without storing them), after one pass over them, for the defaults and the
-   runbook's Gunicorn settings.
+   runbook's Gunicorn settings;
+7. tiles from a shared store: the same cached tiles from an S3 cache (moto's
+   server on this machine, 127.0.0.1:18893) through the front door, with
+   nginx's copies (the defaults) and without them, beside the file cache.
 
 ``--sweep`` measures the Gunicorn variants of SWEEP on cached tiles instead.
 The measuring and table code (wrk with a Lua done() hook that prints JSON) is
@@ -61,6 +64,9 @@ BACKEND_PORT = 18882
 STANDIN_PORT = 18891
 # --upstream-delay: a proxy in the container that answers like the stand-in, later.
 DELAY_PORT = 18892
+# moto's S3 server (the tool venv's), on this machine: the container shares its network.
+STORE_PORT = 18893
+STORE_PREFIX = '/wmts/osm_s3/webmercator/'
 DELAY_PROXY = '''
 import http.server, sys, time, urllib.error, urllib.request
 port, target, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
@@ -578,7 +584,7 @@ class Bench:
         if run(['docker', 'container', 'inspect', CONTAINER], check=False).returncode == 0:
             log('Removing the container %s of an earlier run' % CONTAINER)
             run(['docker', 'rm', '-f', CONTAINER])
-        for port in (PUBLIC_PORT, STATIC_PORT, STANDIN_PORT, BACKEND_PORT):
+        for port in (PUBLIC_PORT, STATIC_PORT, STANDIN_PORT, BACKEND_PORT, STORE_PORT):
             if run(['ss', '-ltnH', 'sport = :%d' % port], check=False).stdout.strip():
                 raise BenchError('port %d is taken on this machine: the harness needs 127.0.0.1:%d, %d, %d and %d'
                                  % (port, PUBLIC_PORT, STATIC_PORT, STANDIN_PORT, BACKEND_PORT))
@@ -851,6 +857,95 @@ http {
                   cells, layouts[0]['name'])
         return len(paths), len(outside)
 
+    # -- 7. tiles from a shared store -----------------------------------------
+
+    def store_vars(self, copies):
+        """The defaults plus an S3 cache of the same source, osm_s3, and its layer."""
+        import yaml
+        with open(ROOT / 'roles' / 'mapproxy' / 'defaults' / 'main.yml', encoding='utf-8') as stream:
+            defaults = yaml.safe_load(stream)
+        caches = dict(defaults['mapproxy_caches'], osm_s3={
+            'grids': ['webmercator'], 'sources': ['osm_tiles'],
+            'cache': {'type': 's3', 'bucket_name': 'bench', 'directory': 'osm',
+                      'endpoint_url': 'http://127.0.0.1:%d' % STORE_PORT, 'region_name': 'us-east-1'}})
+        layers = defaults['mapproxy_layers'] + [{'name': 'osm_s3', 'title': 'OSM in S3', 'sources': ['osm_s3']}]
+        return {'mapproxy_caches': caches, 'mapproxy_layers': layers, 'mapproxy_s3_create_buckets': True,
+                'mapproxy_s3_credentials': {'access_key_id': 'bench', 'secret_access_key': 'bench'},
+                'mapproxy_nginx_store_cache': copies}
+
+    def stores(self):
+        """The cached tiles of 1. from an S3 cache: one pass stores them in the bucket (and
+        nginx's copies), then wrk at random over them, with nginx's copies and without,
+        beside the same tiles from the file cache (nginx's fast path)."""
+        moto = STATE.parent.parent / '.venv' / 'bin' / 'moto_server'
+        log('Starting moto\'s S3 server on 127.0.0.1:%d' % STORE_PORT)
+        server = subprocess.Popen([str(moto), '-H', '127.0.0.1', '-p', str(STORE_PORT)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while run(['ss', '-ltnH', 'sport = :%d' % STORE_PORT], check=False).stdout.strip() == '':
+                if time.monotonic() > deadline:
+                    raise BenchError('moto did not listen on 127.0.0.1:%d within 60 s' % STORE_PORT)
+                time.sleep(0.5)
+            return self._stores()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    def _stores(self):
+        file_paths = self.cached_paths
+        store_paths = [STORE_PREFIX + p[len(TILE_PREFIX):] for p in file_paths]
+        file_lua = write_lua(self.state / 'stores-file.lua', file_paths, seed=self.args.seed)
+        store_lua = write_lua(self.state / 'stores-s3.lua', store_paths, seed=self.args.seed)
+        with_copies = {'name': 'S3 cache through the front door (nginx keeps copies)',
+                       'vars': self.store_vars(True), 'tags': []}
+        without = {'name': 'S3 cache through the front door, mapproxy_nginx_store_cache false',
+                   'vars': self.store_vars(False), 'tags': ['mapproxy_nginx']}
+        file_name = 'file cache: nginx fast path (as 1.)'
+        cells = {}
+        for rnd in range(1, self.args.rounds + 1):
+            for layout in (with_copies, without):
+                self.apply(layout)
+                url = self.url_of(layout)
+                if rnd == 1 and layout is with_copies:
+                    log('Storing %d tiles in the S3 cache, one pass' % len(store_paths))
+                    failed = [(path, code) for path, code in self.fetch_all(url, store_paths) if code != 200]
+                    if failed:
+                        raise BenchError('S3 tiles: %d answers were not 200, for example %s'
+                                         % (len(failed), failed[:3]))
+                    code_a, body_a = http_get(url + store_paths[0])
+                    code_b, body_b = http_get(url + file_paths[0])
+                    if code_a != 200 or code_b != 200 or body_a != body_b:
+                        raise BenchError('%s answered %d (%d bytes), %s %d (%d bytes): not the same tile'
+                                         % (store_paths[0], code_a, len(body_a), file_paths[0], code_b, len(body_b)))
+                    log('Round %d, %s' % (rnd, file_name))
+                    run_wrk(url, file_lua, max(self.args.conns), self.args.warmup)
+                    for conns in self.args.conns:
+                        cells.setdefault((file_name, conns), []).append(
+                            run_wrk(url, file_lua, conns, self.args.duration))
+                elif layout is with_copies:
+                    log('Round %d, %s' % (rnd, file_name))
+                    for conns in self.args.conns:
+                        cells.setdefault((file_name, conns), []).append(
+                            run_wrk(url, file_lua, conns, self.args.duration))
+                log('Round %d, %s' % (rnd, layout['name']))
+                run_wrk(url, store_lua, max(self.args.conns), self.args.warmup)
+                for conns in self.args.conns:
+                    cells.setdefault((layout['name'], conns), []).append(
+                        run_wrk(url, store_lua, conns, self.args.duration))
+        objects = int(dexec("%s/bin/python -c \"import boto3; c = boto3.client('s3', endpoint_url="
+                            "'http://127.0.0.1:%d', region_name='us-east-1', aws_access_key_id='bench',"
+                            " aws_secret_access_key='bench'); print(sum(p.get('KeyCount', 0) for p in"
+                            " c.get_paginator('list_objects_v2').paginate(Bucket='bench')))\""
+                            % (VENV, STORE_PORT)).stdout.strip())
+        if objects != len(store_paths):
+            raise BenchError('the bucket holds %d objects, not the %d tiles requested' % (objects, len(store_paths)))
+        self.data['stores'] = {'%s|%d' % k: v for k, v in cells.items()}
+        self.data['stores_tiles'] = {'tiles': len(store_paths), 'objects': objects}
+        add_cells(self.table, 7, 'tiles from a shared store', [file_name, with_copies['name'], without['name']],
+                  self.args.conns, cells, file_name)
+        return len(store_paths)
+
     def fetch_all(self, url, paths, workers=4):
         from concurrent.futures import ThreadPoolExecutor
 
@@ -1019,6 +1114,15 @@ http {
                          % (MIXED_CENTRE[::-1], fmt_levels(list(MIXED_LEVELS)), MIXED_WINDOW[0], MIXED_WINDOW[1],
                             total, outside, 100.0 * outside / total, args.duration,
                             self.data['mixed_tiles']['kept_hits']))
+        if not args.sweep and 'stores' in args.measure:
+            count = self.stores()
+            notes.append('7. Tiles from a shared store: the %d cached tiles of 1. from an S3 cache of the same source'
+                         ' (`osm_s3`, moto\'s S3 server on this machine, the bucket made by'
+                         ' `mapproxy_s3_create_buckets`), stored there by one pass (the bucket\'s listing counts'
+                         ' them), then %d s at random per cell, interleaved with the file cache\'s tiles; with'
+                         ' nginx\'s copies (the defaults) and without them (every tile through Gunicorn and'
+                         ' MapProxy to the store). The ratio is the file cache\'s throughput divided by the row\'s.'
+                         % (count, args.duration))
         if not args.sweep and 'reload' in args.measure:
             self.reload(LAYOUTS[0])
         profiled = next(layout for layout in LAYOUTS if layout.get('profile'))
@@ -1078,8 +1182,8 @@ def parse_args(argv=None):
     parser.add_argument('--conns', type=lambda s: [int(v) for v in s.split(',')], default=[4, 32],
                         help='connection counts, comma separated (default 4,32)')
     parser.add_argument('--measure', type=lambda s: set(s.split(',')),
-                        default={'uncached', 'reload', 'seed', 'mixed'},
-                        help='what to measure besides cached tiles: uncached,reload,seed,mixed (default all)')
+                        default={'uncached', 'reload', 'seed', 'mixed', 'stores'},
+                        help='what to measure besides cached tiles: uncached,reload,seed,mixed,stores (default all)')
     parser.add_argument('--profile', type=int, default=0, metavar='SECONDS',
                         help='profile the first layout under load with py-spy for SECONDS')
     parser.add_argument('--seed-levels', type=int, help='seed levels 0 to N (default 11, smoke 9)')
@@ -1098,8 +1202,8 @@ def parse_args(argv=None):
     per_second = 600 if not args.upstream_delay else math.ceil(1.5 * max(args.conns) * 1000 / args.upstream_delay)
     args.uncached_set = min(600, per_second) * args.duration
     for name in args.measure:
-        if name not in ('uncached', 'reload', 'seed', 'mixed'):
-            parser.error('--measure takes uncached, reload, seed and mixed, not %r' % name)
+        if name not in ('uncached', 'reload', 'seed', 'mixed', 'stores'):
+            parser.error('--measure takes uncached, reload, seed, mixed and stores, not %r' % name)
     if args.upstream_delay < 0:
         parser.error('--upstream-delay must be 0 or more milliseconds')
     if min(args.conns) < 1 or args.duration < 1 or args.rounds < 1:
