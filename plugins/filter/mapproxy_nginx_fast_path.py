@@ -9,6 +9,9 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+# Caches in a shared store (MapProxy's cache types), which nginx cannot read: the probe's list.
+from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy_probe import STORE_TYPES
+
 DOCUMENTATION = r"""
 name: mapproxy_nginx_fast_path
 short_description: Choose the tile URLs nginx may answer straight from MapProxy's file caches
@@ -95,8 +98,6 @@ WMTS_VARS = {'Layer', 'TileMatrixSet', 'TileMatrix', 'TileCol', 'TileRow', 'Form
 # Names and paths written into nginx.conf unquoted or in a regex: keep to what needs no escaping there.
 SAFE_NAME = re.compile(r'^[A-Za-z0-9_.:-]+$')
 SAFE_PATH = re.compile(r'^/[A-Za-z0-9_./-]*$')
-# Caches in a shared store (MapProxy's cache types), which nginx cannot read.
-STORE_TYPES = ('s3', 'redis')
 
 
 def _mapping(value, what):

@@ -360,7 +360,7 @@ def store_of(block):
 
 def _check_s3(tile_cache):
     client = tile_cache.conn()
-    key = '/'.join(part for part in (tile_cache.base_path.strip('/'), STORE_CHECK_KEY) if part)
+    key = _key_prefix('s3', tile_cache) + STORE_CHECK_KEY
     body = ('written by p2d2.mapproxy at %d' % time.time()).encode()
     client.put_object(Bucket=tile_cache.bucket_name, Key=key, Body=body)
     try:
@@ -403,7 +403,7 @@ def bounded_redis_caches(timeouts):
 
 def _check_redis(tile_cache):
     client = _bounded_redis(tile_cache)
-    key = '%s-%s' % (tile_cache.prefix, STORE_CHECK_KEY)
+    key = _key_prefix('redis', tile_cache) + STORE_CHECK_KEY
     body = ('written by p2d2.mapproxy at %d' % time.time()).encode()
     try:
         client.set(key, body, ex=60)
@@ -509,12 +509,20 @@ class _Removal(object):
 STORE_KEY_SAMPLE = 100
 
 
+def _key_prefix(cache_type, tile_cache):
+    """The prefix of every key of a store cache's grid: ``<directory>/`` of an S3 cache
+    (its base path), ``<prefix>-`` of a Redis cache."""
+    if cache_type == 's3':
+        prefix = tile_cache.base_path.strip('/')
+        return prefix + '/' if prefix else ''
+    return tile_cache.prefix + '-'
+
+
 def _s3_stats(tile_cache, layout, removal=None):
     """List the objects under an S3 cache's prefix (one request per STORE_PAGE keys).
     With ``removal``, delete those it wants, one DeleteObjects request per page (after the
     page is read: the listing goes on from its last key). Returns the stats and the prefix."""
-    prefix = tile_cache.base_path.strip('/')
-    prefix = prefix + '/' if prefix else ''
+    prefix = _key_prefix('s3', tile_cache)
     pattern = re.compile('^%s$' % S3_LEVEL_KEYS.get(layout, S3_LEVEL_KEYS['tms']).format(
         ext=re.escape(tile_cache.file_ext)))
     stats = _Levels()
@@ -612,7 +620,7 @@ def store_stats(conf, names):
                     if block['type'] == 's3':
                         stats, key_prefix = _s3_stats(tile_cache, block.get('directory_layout') or 'tms')
                     else:
-                        stats, key_prefix = _redis_stats(tile_cache), tile_cache.prefix + '-'
+                        stats, key_prefix = _redis_stats(tile_cache), _key_prefix('redis', tile_cache)
                     entry = stats.answer()
                     entry.update(store=store_of(block), key_prefix=key_prefix)
                     grids[grid_name] = entry
@@ -641,12 +649,7 @@ def store_clean(conf, request):
                 for grid_name, _path, tile_cache in cache_storage(cache_conf):
                     if type(tile_cache).__name__ == 'DummyCache':
                         continue
-                    if block['type'] == 's3':
-                        prefix = tile_cache.base_path.strip('/')
-                        prefix = prefix + '/' if prefix else ''
-                    else:
-                        prefix = tile_cache.prefix + '-'
-                    by_prefix.setdefault(prefix, []).append((grid_name, tile_cache))
+                    by_prefix.setdefault(_key_prefix(block['type'], tile_cache), []).append((grid_name, tile_cache))
                 for prefix, grids in sorted(by_prefix.items()):
                     names = [grid_name for grid_name, _tile_cache in grids]
                     chosen = [grid_name for grid_name in names if grid_name in selected]
