@@ -489,7 +489,7 @@ class _Removal(object):
         self.keys = []
         self.unknown_age = 0
 
-    def wants(self, level, written):
+    def wants(self, level, written, size):
         if self.levels is not None and level not in self.levels:
             return False
         if self.before is None:
@@ -539,7 +539,7 @@ def _s3_stats(tile_cache, layout, removal=None):
             level = len(match.group(1)) if layout == 'quadkey' else int(match.group(1))
             size, written = int(obj.get('Size') or 0), obj['LastModified'].timestamp()
             stats.add(level, size, written)
-            if removal is not None and removal.wants(level, written):
+            if removal is not None and removal.wants(level, written, size):
                 removal.took('s3://%s/%s' % (tile_cache.bucket_name, obj['Key']), level, size, written)
                 doomed.append({'Key': obj['Key']})
         if doomed and not removal.dry_run:
@@ -581,13 +581,13 @@ def _redis_stats(tile_cache, removal=None):
                     pipe.pttl(key)
                 answers = pipe.execute()
                 for index, (key, level) in enumerate(tiles):
-                    size, left = answers[2 * index], answers[2 * index + 1]
+                    size, left = int(answers[2 * index] or 0), answers[2 * index + 1]
                     if left is None or left == -2:
                         continue  # expired between the scan and the pipeline
                     written = now - (ttl - left / 1000.0) if ttl and left >= 0 else None
-                    stats.add(level, int(size or 0), written)
-                    if removal is not None and removal.wants(level, written):
-                        removal.took(key.decode('utf-8', 'replace'), level, int(size or 0), written)
+                    stats.add(level, size, written)
+                    if removal is not None and removal.wants(level, written, size):
+                        removal.took(key.decode('utf-8', 'replace'), level, size, written)
                         doomed.append(key)
             if doomed and not removal.dry_run:
                 pipe = client.pipeline(transaction=False)
@@ -629,20 +629,20 @@ def store_stats(conf, names):
     RESULT['store_stats'] = out
 
 
-def store_clean(conf, request):
-    """Remove tiles of s3 and redis caches in their store: ``request`` has ``caches``
-    ({cache: [grid, ...]}), ``levels`` (None: all), ``before`` (seconds since the epoch;
-    None: any age) and ``dry_run``. Grids whose tiles share one key prefix are cleaned once,
-    and only when all of them are selected. Per cache and key prefix: the grids, the store,
-    what was removed per level, the tiles kept for an unknown age, and the first keys."""
+def _store_prefixes(conf, caches, verb):
+    """The key prefixes of the s3 and redis caches of ``caches`` ({cache: [grid, ...]}): per
+    cache, a list of (grids, block, prefix, tile_cache). Grids whose tiles share one key
+    prefix are listed once, and only when all of them are selected (else an error names
+    them: their tiles cannot be told apart). A cache that is not in a store, or whose
+    store cannot be reached, gets an error that says what could not be ``verb``."""
     out = {}
-    for name, selected in sorted(request['caches'].items()):
+    for name, selected in sorted(caches.items()):
         cache_conf = conf.caches.get(name)
         block = (cache_conf.conf.get('cache') or {}) if cache_conf is not None else {}
         if block.get('type') not in STORE_TYPES:
             RESULT['errors'].append("cache '%s': not a cache in a store (%s)" % (name, ', '.join(STORE_TYPES)))
             continue
-        entries = out.setdefault(name, [])
+        units = out.setdefault(name, [])
         try:
             with conf:
                 by_prefix = {}
@@ -650,27 +650,159 @@ def store_clean(conf, request):
                     if type(tile_cache).__name__ == 'DummyCache':
                         continue
                     by_prefix.setdefault(_key_prefix(block['type'], tile_cache), []).append((grid_name, tile_cache))
-                for prefix, grids in sorted(by_prefix.items()):
-                    names = [grid_name for grid_name, _tile_cache in grids]
-                    chosen = [grid_name for grid_name in names if grid_name in selected]
-                    if not chosen:
-                        continue
-                    if len(chosen) != len(names):
-                        RESULT['errors'].append(
-                            "cache '%s': grids %s share the key prefix %s in the store %s, so their tiles cannot "
-                            "be told apart: select all of them" % (name, ', '.join(names), prefix, store_of(block)))
-                        continue
-                    removal = _Removal(request.get('levels'), request.get('before'), request.get('dry_run'))
-                    if block['type'] == 's3':
-                        _s3_stats(grids[0][1], block.get('directory_layout') or 'tms', removal)
-                    else:
-                        _redis_stats(grids[0][1], removal)
-                    entries.append({'grids': names, 'store': store_of(block), 'key_prefix': prefix,
-                                    'removed': removal.removed.answer()['levels'], 'keys': removal.keys,
-                                    'unknown_age': removal.unknown_age})
         except Exception as ex:
-            RESULT['errors'].append("cache '%s': the store %s cannot be cleaned: %s" % (name, store_of(block), in_words(ex)))
+            RESULT['errors'].append("cache '%s': the store %s cannot be %s: %s" % (name, store_of(block), verb, in_words(ex)))
+            continue
+        for prefix, grids in sorted(by_prefix.items()):
+            names = [grid_name for grid_name, _tile_cache in grids]
+            chosen = [grid_name for grid_name in names if grid_name in selected]
+            if not chosen:
+                continue
+            if len(chosen) != len(names):
+                RESULT['errors'].append(
+                    "cache '%s': grids %s share the key prefix %s in the store %s, so their tiles cannot "
+                    "be told apart: select all of them" % (name, ', '.join(names), prefix, store_of(block)))
+                continue
+            units.append((names, block, prefix, grids[0][1]))
+    return out
+
+
+def _walk_store(block, tile_cache, removal):
+    """One key prefix of a store cache, listed or scanned, with ``removal`` deciding what goes."""
+    if block['type'] == 's3':
+        _s3_stats(tile_cache, block.get('directory_layout') or 'tms', removal)
+    else:
+        _redis_stats(tile_cache, removal)
+
+
+def _removal_entry(names, block, prefix, removal):
+    return {'grids': names, 'store': store_of(block), 'key_prefix': prefix,
+            'removed': removal.removed.answer()['levels'], 'keys': removal.keys,
+            'unknown_age': removal.unknown_age}
+
+
+def store_clean(conf, request):
+    """Remove tiles of s3 and redis caches in their store: ``request`` has ``caches``
+    ({cache: [grid, ...]}), ``levels`` (None: all), ``before`` (seconds since the epoch;
+    None: any age) and ``dry_run``. Per cache and key prefix (_store_prefixes): the grids,
+    the store, what was removed per level, the tiles kept for an unknown age, and the first keys."""
+    out = {}
+    for name, units in _store_prefixes(conf, request['caches'], 'cleaned').items():
+        entries = out.setdefault(name, [])
+        for names, block, prefix, tile_cache in units:
+            removal = _Removal(request.get('levels'), request.get('before'), request.get('dry_run'))
+            try:
+                with conf:
+                    _walk_store(block, tile_cache, removal)
+            except Exception as ex:
+                RESULT['errors'].append("cache '%s': the store %s cannot be cleaned: %s"
+                                        % (name, store_of(block), in_words(ex)))
+                break
+            entries.append(_removal_entry(names, block, prefix, removal))
     RESULT['store_clean'] = out
+
+
+class _Survey(_Removal):
+    """The first pass of a size limit: takes nothing, adds up the bytes of the tiles per
+    second of their write time, and those whose write time is unknown."""
+
+    def __init__(self):
+        super(_Survey, self).__init__()
+        self.histogram = {}
+        self.total = 0
+        self.unknown_bytes = 0
+
+    def wants(self, level, written, size):
+        self.total += size
+        if written is None:
+            self.unknown_age += 1
+            self.unknown_bytes += size
+        else:
+            second = int(written)
+            self.histogram[second] = self.histogram.get(second, 0) + size
+        return False
+
+
+class _OldestFirst(_Removal):
+    """The second pass of a size limit: every tile written before the second ``last``, and
+    of that second only ``budget`` bytes, whatever order the listing meets them in."""
+
+    def __init__(self, last, budget, dry_run):
+        super(_OldestFirst, self).__init__(dry_run=dry_run)
+        self.last = last
+        self.budget = budget
+
+    def wants(self, level, written, size):
+        if written is None:
+            self.unknown_age += 1
+            return False
+        second = int(written)
+        if second < self.last:
+            return True
+        if second == self.last and self.budget > 0:
+            self.budget -= size
+            return True
+        return False
+
+
+def store_limit(conf, request):
+    """Keep s3 and redis caches under a size, the oldest-written tiles first (a store
+    records no reads: S3's LastModified, Redis's write time from the TTL). ``request`` has
+    ``caches`` ({cache: [grid, ...]}), ``max_size`` and ``target`` (bytes: over max_size,
+    tiles go until target is reached) and ``dry_run``. Two passes over the keys: the first
+    adds up the bytes per second of write time, the second removes up to the cut-off second.
+    Tiles of unknown write time (Redis without default_ttl) count, but stay. Reports the
+    total, what had to go, and per cache and key prefix what went."""
+    units = _store_prefixes(conf, request['caches'], 'limited')
+    if RESULT['errors']:
+        return
+    surveys = []
+    for name, entries in sorted(units.items()):
+        for _names, block, _prefix, tile_cache in entries:
+            survey = _Survey()
+            try:
+                with conf:
+                    _walk_store(block, tile_cache, survey)
+            except Exception as ex:
+                RESULT['errors'].append("cache '%s': the store %s cannot be read: %s" % (name, store_of(block), in_words(ex)))
+                return
+            surveys.append(survey)
+    total = sum(survey.total for survey in surveys)
+    histogram = {}
+    for survey in surveys:
+        for second, size in survey.histogram.items():
+            histogram[second] = histogram.get(second, 0) + size
+    to_free = total - request['target'] if total > request['max_size'] else 0
+    answer = {'total_bytes': total, 'to_free': max(to_free, 0), 'caches': {}, 'newest_removed': None,
+              'unknown_age_bytes': sum(survey.unknown_bytes for survey in surveys)}
+    RESULT['store_limit'] = answer
+    if to_free <= 0:
+        return
+    freed, last = 0, None
+    for second in sorted(histogram):
+        freed += histogram[second]
+        last = second
+        if freed >= to_free:
+            break
+    if last is None:
+        return
+    budget = to_free - sum(size for second, size in histogram.items() if second < last)
+    for name, entries in sorted(units.items()):
+        out = answer['caches'].setdefault(name, [])
+        for names, block, prefix, tile_cache in entries:
+            removal = _OldestFirst(last, budget, request.get('dry_run'))
+            try:
+                with conf:
+                    _walk_store(block, tile_cache, removal)
+            except Exception as ex:
+                RESULT['errors'].append("cache '%s': the store %s cannot be limited: %s"
+                                        % (name, store_of(block), in_words(ex)))
+                return
+            budget = removal.budget
+            newest = [entry[3] for entry in removal.removed.levels.values() if entry[3] is not None]
+            if newest:
+                answer['newest_removed'] = max(newest + [answer['newest_removed'] or 0])
+            out.append(_removal_entry(names, block, prefix, removal))
 
 
 STORAGE_FILES = ('mbtile_file', 'geopackage_file')

@@ -413,6 +413,75 @@ def test_clean_removes_old_tiles_of_a_redis_cache_in_the_store(redis_cache, caps
     assert client.keys('*') == [b'hot-readme']
 
 
-def test_limit_refuses_a_cache_in_a_store_by_name(redis_cache, capsys):
-    assert tool.main(['--config', redis_cache['config'], 'limit', '--caches', 'hot', '--max-size', '1G']) == 1
-    assert "cache 'hot' is a redis cache: size limits handle file caches only" in capsys.readouterr().err
+def test_limit_removes_the_oldest_written_tiles_of_a_redis_cache(redis_cache, capsys):
+    """10,000 tiles of 100 bytes in 250 groups written 0, 2, ... 498 s ago (TTL left of
+    default_ttl 600): 1,000,000 bytes against max_size 800,000, down to 90 % = 720,000. The
+    280,000 bytes that go are exactly the 70 oldest groups (written 360 s ago and before)."""
+    client = redis_cache['client']
+    pipe = client.pipeline(transaction=False)
+    for index in range(10000):
+        age = 2 * (index // 40)
+        pipe.set('hot-14-%d-%d' % (index // 100, index % 100), b'x' * 100, px=(600 - age) * 1000)
+    pipe.set('hot-readme', b'not a tile')
+    pipe.execute()
+    args = ['--config', redis_cache['config'], 'limit', '--caches', 'hot', '--max-size', '800000']
+
+    assert tool.main(args + ['--dry-run']) == 0
+    assert client.dbsize() == 10001
+    assert tool.main(args) == 0
+    out = capsys.readouterr().out
+    assert 'the oldest-written tiles go first' in out
+    assert 'removed hot/webmercator (redis://127.0.0.1:' in out and ': 2800 tiles, 273.4 KiB' in out
+    left = client.keys('hot-14-*')
+    assert len(left) == 7200
+    ages = set(2 * ((int(key.split(b'-')[2]) * 100 + int(key.split(b'-')[3])) // 40) for key in left)
+    assert ages == set(range(0, 360, 2))
+    assert client.exists('hot-readme')
+    # Under the limit now: nothing more goes.
+    assert tool.main(args) == 0
+    assert 'under the limit: nothing to remove' in capsys.readouterr().out
+    assert client.dbsize() == 7201
+
+
+def test_limit_keeps_redis_tiles_without_a_write_time(redis_cache, capsys):
+    client = redis_cache['client']
+    for index in range(10):
+        client.set('hot-3-0-%d' % index, b'x' * 100)  # no TTL: default_ttl 0, or written by hand
+    assert tool.main(['--config', redis_cache['config'], 'limit', '--caches', 'hot', '--max-size', '500']) == 0
+    out = capsys.readouterr().out
+    assert '1000 B of them have no known write time' in out and 'the limit is not reached' in out
+    assert client.dbsize() == 10
+
+
+def test_limit_removes_the_oldest_objects_of_an_s3_cache_by_last_modified(tmp_path, s3_store, capsys):
+    boto3 = pytest.importorskip('boto3')
+    client = boto3.client('s3', endpoint_url=s3_store, region_name='us-east-1')
+    client.create_bucket(Bucket='tiles')
+    base = tmp_path / 'cache'
+    base.mkdir()
+    conf = make_config(base, caches={
+        'osm_s3': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {
+            'type': 's3', 'bucket_name': 'tiles', 'directory': 'osm', 'endpoint_url': s3_store,
+            'region_name': 'us-east-1'}},
+        'osm_cache': file_cache(base / 'osm')})
+    config = write_config(tmp_path / 'mapproxy.yaml', conf)
+    for level in (5, 6):
+        for index in range(30):
+            client.put_object(Bucket='tiles', Key='osm/%d/0/%d.png' % (level, index), Body=b'x' * 100)
+        time.sleep(2.1)  # LastModified has whole seconds
+    client.put_object(Bucket='tiles', Key='osm/README.txt', Body=b'not a tile' * 100)
+    args = ['--config', config, 'limit', '--caches', 'osm_s3']
+
+    assert tool.main(args + ['--max-filesystem-percent', '80']) == 1
+    assert 'are in a store, which has no file system to fill: give the job max_size' in capsys.readouterr().err
+    assert tool.main(['--config', config, 'limit', '--caches', 'osm_s3,osm_cache', '--max-size', '1M']) == 1
+    assert 'give each kind a size-limit job of its own' in capsys.readouterr().err
+
+    # 6,000 bytes of tiles (not the README) against 5,000, down to 4,500: 15 of the older 30 go.
+    assert tool.main(args + ['--max-size', '5000']) == 0
+    assert 'removed osm_s3/webmercator (s3://tiles at %s, keys osm/*): 15 tiles' % s3_store in capsys.readouterr().out
+    keys = [obj['Key'] for page in client.get_paginator('list_objects_v2').paginate(Bucket='tiles')
+            for obj in page.get('Contents') or []]
+    assert len([key for key in keys if key.startswith('osm/5/')]) == 15
+    assert len([key for key in keys if key.startswith('osm/6/')]) == 30
+    assert 'osm/README.txt' in keys
