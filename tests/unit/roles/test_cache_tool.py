@@ -287,6 +287,51 @@ def test_seed_writes_the_task_tiles_with_the_lock_and_leaves_no_progress(tmp_pat
     assert not (tmp_path / 'daily.progress').exists()
 
 
+def test_seed_into_a_hung_store_costs_bounded_time_with_store_timeouts(tmp_path, silent_port):
+    """redis-py has no timeout of its own: without bounds mapproxy-seed waits for a hung Redis
+    until the unit's max_duration. With --store-timeouts every ask of the store fails after
+    the read timeout; MapProxy takes that as a miss and an unstored tile, and says so."""
+    pytest.importorskip('redis')
+    base = tmp_path / 'cache'
+    base.mkdir()
+    conf = make_config(base, caches={'hot': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {
+        'type': 'redis', 'host': '127.0.0.1', 'port': silent_port, 'prefix': 'hot'}}})
+    config = write_config(tmp_path / 'mapproxy.yaml', conf)
+    seed_conf = tmp_path / 'seed.yaml'
+    seed_conf.write_text('seeds: {daily: {caches: [hot], levels: [0, 1]}}\n')  # 5 tiles
+    start = time.monotonic()
+    proc = _run_seed(config, str(seed_conf), base, tmp_path, '--duration', '2m', '--store-timeouts', '1,1,1')
+    took = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'store clients: connect 1s, read 1s, 1 attempts' in proc.stdout
+    assert 'mapproxy.cache.redis - ERROR - REDIS:store_key error  Timeout' in proc.stdout + proc.stderr
+    # At most four asks of one second per tile (as in the service), and MapProxy's start.
+    assert took < 5 * 4 * 1 + 30, took
+
+
+def test_seed_into_a_hung_s3_endpoint_fails_within_the_store_timeouts(tmp_path, silent_port, monkeypatch):
+    """MapProxy asks for an S3 cache's bucket when it loads the configuration: with bounds a
+    hung endpoint fails the job then, instead of after botocore's 60 s and retries."""
+    pytest.importorskip('boto3')
+    monkeypatch.setenv('AWS_ACCESS_KEY_ID', 'p2d2-test-key')
+    monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'p2d2-test-secret')
+    base = tmp_path / 'cache'
+    base.mkdir()
+    conf = make_config(base, caches={'osm_s3': {'grids': ['webmercator'], 'sources': ['dbg'], 'cache': {
+        'type': 's3', 'bucket_name': 'tiles', 'region_name': 'us-east-1',
+        'endpoint_url': 'http://127.0.0.1:%d' % silent_port}}})
+    config = write_config(tmp_path / 'mapproxy.yaml', conf)
+    seed_conf = tmp_path / 'seed.yaml'
+    seed_conf.write_text('seeds: {daily: {caches: [osm_s3], levels: [0, 1]}}\n')
+    start = time.monotonic()
+    proc = _run_seed(config, str(seed_conf), base, tmp_path, '--duration', '2m', '--store-timeouts', '1,1,2')
+    took = time.monotonic() - start
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert 'Read timeout on endpoint URL' in proc.stdout + proc.stderr
+    assert 'p2d2-mapproxy-cache: mapproxy-seed exited with' in proc.stderr
+    assert took < 2 * 1 + 30, took
+
+
 def test_seed_stops_and_fails_when_the_upstream_keeps_failing(tmp_path):
     with socket_closed_port() as port:
         config, seed_conf, base = _seed_setup(
