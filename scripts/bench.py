@@ -27,7 +27,13 @@ machine and one markdown table:
    runbook's Gunicorn settings;
 7. tiles from a shared store: the same cached tiles from an S3 cache (moto's
    server on this machine, 127.0.0.1:18893) through the front door, with
-   nginx's copies (the defaults) and without them, beside the file cache.
+   nginx's copies (the defaults) and without them, beside the file cache;
+8. cleaning a shared store (``--measure store-cleanup``, not in the default set): MapProxy's
+   ``mapproxy-seed --cleanup`` (a walk over the tile pyramid, requests per tile) against the
+   collection's ``p2d2-mapproxy-cache clean`` and ``limit`` (a listing or a scan, a delete per
+   page) on an S3 cache (moto's server, 127.0.0.1:18894) and a Redis cache (a redis-server of
+   its own, 127.0.0.1:18895), a full pyramid of 21,845 tiles written into the store before every
+   cell. Alone, it runs on this machine without the container and writes store-cleanup.md.
 
 ``--sweep`` measures the Gunicorn variants of SWEEP on cached tiles instead.
 The measuring and table code (wrk with a Lua done() hook that prints JSON) is
@@ -1123,6 +1129,11 @@ http {
                          ' nginx\'s copies (the defaults) and without them (every tile through Gunicorn and'
                          ' MapProxy to the store). The ratio is the file cache\'s throughput divided by the row\'s.'
                          % (count, args.duration))
+        cleanup = None
+        if not args.sweep and 'store-cleanup' in args.measure:
+            cleanup = StoreCleanup(args)
+            notes.append(cleanup.run(self.table))
+            self.data['store_cleanup'] = cleanup.cells
         if not args.sweep and 'reload' in args.measure:
             self.reload(LAYOUTS[0])
         profiled = next(layout for layout in LAYOUTS if layout.get('profile'))
@@ -1164,6 +1175,502 @@ http {
         (self.state / ('sweep.json' if args.sweep else 'result.json')).write_text(
             json.dumps(self.data, indent=1), encoding='utf-8')
         print(text)
+        if cleanup:
+            cleanup.check()
+
+
+# ---------------------------------------------------------------------------
+# 8. Cleaning a shared store: on this machine, no container
+
+# moto's S3 server (the tool venv's) and a private redis-server, on ports the other rows do not use.
+CLEANUP_S3_PORT = 18894
+CLEANUP_REDIS_PORT = 18895
+CLEANUP_BUCKET = 'bench-cleanup'
+CLEANUP_DIRECTORY = 'tiles'
+CLEANUP_PREFIX = 'bench'
+CLEANUP_KEYS = ('bench', 'bench')
+# The Redis cache's default_ttl, and the TTL left of its "old" half: written (3600 - 1800) s ago by the
+# collection's arithmetic (now - (default_ttl - TTL left)); the age cells remove what is over 15 minutes old.
+CLEANUP_TTL = 3600
+CLEANUP_OLD_TTL = 1800
+CLEANUP_REDIS_AGE_MINUTES = 15
+# S3's LastModified cannot be set: the old half is written, then the cut-off second passes, then the new
+# half, CLEANUP_GAP seconds later (more than the collection's start takes to compute its own cut-off).
+CLEANUP_GAP = 8
+# MapProxy's walk is stopped after this long (the cell then says so); the collection's run fails after it.
+CLEANUP_WALK_CAP = 900
+TOOLS_BIN = ROOT / '.venv' / 'bin'
+CACHE_TOOL = ROOT / 'roles' / 'mapproxy_seeding' / 'files' / 'p2d2-mapproxy-cache'
+CLEANUP_CONFIG = '''# Written by scripts/bench.py: row 8, cleaning a shared store.
+services:
+  tms:
+layers:
+  - {name: bench_s3, title: S3, sources: [bench_s3]}
+  - {name: bench_redis, title: Redis, sources: [bench_redis]}
+caches:
+  bench_s3:
+    grids: [webmercator]
+    sources: [debug]
+    cache: {type: s3, bucket_name: %(bucket)s, directory: %(directory)s, directory_layout: tms,
+            endpoint_url: "http://127.0.0.1:%(s3_port)d", region_name: us-east-1}
+  bench_redis:
+    grids: [webmercator]
+    sources: [debug]
+    cache: {type: redis, host: 127.0.0.1, port: %(redis_port)d, prefix: %(prefix)s, default_ttl: %(ttl)d}
+sources:
+  debug: {type: debug}
+grids:
+  webmercator: {base: GLOBAL_WEBMERCATOR}
+'''
+_ANSI_RE = re.compile(r'\x1b\[[0-9;]*m')
+_MOTO_LINE_RE = re.compile(r'"(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP/[0-9.]+" (\d{3}) ')
+
+
+def pyramid(top):
+    """(z, x, y, old) of every tile of levels 0 to ``top`` of GLOBAL_WEBMERCATOR; ``old``: the half
+    (x + y even) that the age cells write before the cut-off."""
+    return [(z, x, y, (x + y) % 2 == 0) for z in range(top + 1) for x in range(2 ** z) for y in range(2 ** z)]
+
+
+def pyramid_keys(tiles):
+    """The keys of ``tiles`` in the S3 cache (MapProxy's own tms location, as S3Cache.tile_key
+    builds it) and in the Redis cache (RedisCache._key: ``<prefix>-z-x-y``)."""
+    from mapproxy.cache.path import location_funcs
+    from mapproxy.cache.tile import Tile
+    location, _ = location_funcs(layout='tms')
+    s3 = [location(Tile((x, y, z)), CLEANUP_DIRECTORY, 'png').lstrip('/') for z, x, y, _old in tiles]
+    redis = ['%s-%d-%d-%d' % (CLEANUP_PREFIX, z, x, y) for z, x, y, _old in tiles]
+    return s3, redis
+
+
+def s3_requests(log_text):
+    """{operation: count} and the answers >= 400 of moto's request log (werkzeug's lines)."""
+    counts, errors = {}, 0
+    for line in log_text.splitlines():
+        match = _MOTO_LINE_RE.search(_ANSI_RE.sub('', line))
+        if not match:
+            continue
+        method, target, status = match.groups()
+        path, _, query = target.partition('?')
+        on_bucket = '/' not in path.strip('/')
+        if on_bucket:
+            name = {'HEAD': 'HeadBucket', 'PUT': 'CreateBucket', 'DELETE': 'DeleteBucket'}.get(method)
+            if method == 'GET':
+                name = 'ListObjectsV2' if 'list-type=2' in query else 'ListObjects'
+            elif method == 'POST':
+                name = 'DeleteObjects' if 'delete' in query else 'PostBucket'
+        else:
+            name = {'GET': 'GetObject', 'HEAD': 'HeadObject', 'PUT': 'PutObject',
+                    'DELETE': 'DeleteObject', 'POST': 'PostObject'}[method]
+        counts[name] = counts.get(name, 0) + 1
+        errors += int(status) >= 400
+    return counts, errors
+
+
+def redis_requests(before, after):
+    """{command: calls} and failed or rejected calls between two ``INFO commandstats`` answers
+    (redis-py's dict), without the INFO calls that took them."""
+    counts, errors = {}, 0
+    for name, stats in after.items():
+        command = name[len('cmdstat_'):] if name.startswith('cmdstat_') else name
+        if command == 'info':
+            continue
+        old = before.get(name, {})
+        calls = stats.get('calls', 0) - old.get('calls', 0)
+        if calls:
+            counts[command.upper().replace('|', ' ')] = calls
+        errors += (stats.get('failed_calls', 0) - old.get('failed_calls', 0)
+                   + stats.get('rejected_calls', 0) - old.get('rejected_calls', 0))
+    return counts, errors
+
+
+def requests_text(counts):
+    return ', '.join('%s %s' % (fnum(n), name) for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def local_machine(cores):
+    """The machine lines of a run without the container."""
+    from importlib import metadata
+    model = ''
+    with open('/proc/cpuinfo', encoding='utf-8') as stream:
+        for line in stream:
+            if line.startswith('model name'):
+                model = line.split(':', 1)[1].strip()
+                break
+    versions = {}
+    for name in ('MapProxy', 'boto3', 'redis', 'moto'):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = '?'
+    server = run(['redis-server', '--version'], check=False).stdout
+    server = re.search(r'v=(\S+)', server)
+    return ['- Machine: %d cores (%s), kernel %s, Debian %s; no container: everything on this machine'
+            % (cores, model or 'unknown CPU', os.uname().release,
+               Path('/etc/debian_version').read_text(encoding='utf-8').strip()),
+            '- Versions: MapProxy %s, boto3 %s, redis-py %s, moto %s (its S3 server), redis-server %s'
+            % (versions['MapProxy'], versions['boto3'], versions['redis'], versions['moto'],
+               server.group(1) if server else '?'),
+            '- The stores, MapProxy\'s walk and the collection\'s job share the same %d cores: compare figures as'
+            ' ratios within one run' % cores]
+
+
+class StoreCleanup:
+    """8. Cleaning a shared store: MapProxy's own cleanup (``mapproxy-seed --cleanup``, a walk over the
+    tile pyramid, requests per tile) against the collection's (``p2d2-mapproxy-cache clean`` and ``limit``:
+    a listing or a scan and a delete per page), on an S3 cache (moto's server) and a Redis cache (a private
+    redis-server), each filled with a full pyramid straight into the store before every cell. What is
+    left is read in the store and must be what the job should leave."""
+
+    STORES = {'s3': 'S3', 'redis': 'Redis'}
+
+    def __init__(self, args):
+        self.args = args
+        self.top = args.cleanup_levels
+        self.tiles = pyramid(self.top)
+        self.s3_keys, self.redis_keys = pyramid_keys(self.tiles)
+        self.env = dict(os.environ, AWS_ACCESS_KEY_ID=CLEANUP_KEYS[0], AWS_SECRET_ACCESS_KEY=CLEANUP_KEYS[1],
+                        LC_ALL='C.UTF-8')
+        self.env.pop('AWS_PROFILE', None)
+        self.cells = []
+        self.failures = []
+        self.missing = []
+        self.servers = []
+        self.logs = STATE / 'logs'
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.body = self._png()
+
+    @staticmethod
+    def _png():
+        import io
+        from PIL import Image
+        buf = io.BytesIO()
+        Image.new('RGB', (256, 256), (120, 160, 200)).save(buf, 'PNG')
+        return buf.getvalue()
+
+    # -- the stores ----------------------------------------------------------
+
+    def start(self, tmp):
+        for port in (CLEANUP_S3_PORT, CLEANUP_REDIS_PORT):
+            if run(['ss', '-ltnH', 'sport = :%d' % port], check=False).stdout.strip():
+                raise BenchError('port %d is taken on this machine: row 8 needs 127.0.0.1:%d and %d'
+                                 % (port, CLEANUP_S3_PORT, CLEANUP_REDIS_PORT))
+        self.moto_log = tmp / 'moto.log'
+        log('Starting moto\'s S3 server on 127.0.0.1:%d and redis-server on 127.0.0.1:%d'
+            % (CLEANUP_S3_PORT, CLEANUP_REDIS_PORT))
+        with open(self.moto_log, 'wb') as out:
+            self.servers.append(subprocess.Popen([str(TOOLS_BIN / 'moto_server'), '-H', '127.0.0.1', '-p',
+                                                  str(CLEANUP_S3_PORT)], stdout=out, stderr=subprocess.STDOUT))
+        with open(tmp / 'redis.log', 'wb') as out:
+            self.servers.append(subprocess.Popen(
+                ['redis-server', '--bind', '127.0.0.1', '--port', str(CLEANUP_REDIS_PORT), '--save', '',
+                 '--appendonly', 'no', '--dir', str(tmp)], stdout=out, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        for port in (CLEANUP_S3_PORT, CLEANUP_REDIS_PORT):
+            while not run(['ss', '-ltnH', 'sport = :%d' % port], check=False).stdout.strip():
+                if any(server.poll() is not None for server in self.servers):
+                    raise BenchError('moto or redis-server ended at its start')
+                if time.monotonic() > deadline:
+                    raise BenchError('127.0.0.1:%d did not listen within 60 s' % port)
+                time.sleep(0.3)
+        import boto3
+        import botocore.config
+        import redis
+        self.s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:%d' % CLEANUP_S3_PORT, region_name='us-east-1',
+                               aws_access_key_id=CLEANUP_KEYS[0], aws_secret_access_key=CLEANUP_KEYS[1],
+                               config=botocore.config.Config(max_pool_connections=16))
+        self.s3.create_bucket(Bucket=CLEANUP_BUCKET)
+        self.redis = redis.Redis(host='127.0.0.1', port=CLEANUP_REDIS_PORT)
+        self.redis.ping()
+
+    def stop(self):
+        for server in self.servers:
+            if server.poll() is None:
+                server.terminate()
+        for server in self.servers:
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
+        self.servers = []
+
+    def fill_s3(self, keys):
+        from concurrent.futures import ThreadPoolExecutor
+
+        def put(key):
+            self.s3.put_object(Bucket=CLEANUP_BUCKET, Key=key, Body=self.body, ContentType='image/png')
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(put, keys))
+
+    def fill_redis(self, keys, ttl):
+        pipe = self.redis.pipeline(transaction=False)
+        for index, key in enumerate(keys, 1):
+            pipe.set(key, self.body, ex=ttl)
+            if index % 1000 == 0:
+                pipe.execute()
+        pipe.execute()
+
+    def in_store(self, store):
+        """The keys of the cache in the store, read there."""
+        if store == 's3':
+            keys = set()
+            pages = self.s3.get_paginator('list_objects_v2').paginate(Bucket=CLEANUP_BUCKET,
+                                                                      Prefix=CLEANUP_DIRECTORY + '/')
+            for page in pages:
+                keys.update(obj['Key'] for obj in page.get('Contents') or [])
+            return keys
+        return {key.decode() for key in self.redis.scan_iter(match=CLEANUP_PREFIX + '-*', count=1000)}
+
+    def keys(self, store, old=None):
+        """The store's keys of the pyramid; ``old`` True or False: of that half only."""
+        keys = self.s3_keys if store == 's3' else self.redis_keys
+        return [key for key, tile in zip(keys, self.tiles) if old is None or tile[3] == old]
+
+    def fill(self, store, aged):
+        """The whole pyramid in ``store``; ``aged``: its old half written before a cut-off, which is
+        returned (S3: CLEANUP_GAP seconds pass between the halves; Redis: the old half's TTL is shorter)."""
+        log('Filling the %s store with %d tiles%s'
+            % (self.STORES[store], len(self.tiles), ', the old half first' if aged else ''))
+        mark = None
+        if store == 's3' and aged:
+            self.fill_s3(self.keys(store, old=True))
+            mark = math.floor(time.time()) + 2
+            time.sleep(max(0.0, mark + CLEANUP_GAP - time.time()))
+            self.fill_s3(self.keys(store, old=False))
+        elif store == 's3':
+            self.fill_s3(self.keys(store))
+        else:
+            self.fill_redis(self.keys(store, old=False), CLEANUP_TTL)
+            self.fill_redis(self.keys(store, old=True), CLEANUP_OLD_TTL if aged else CLEANUP_TTL)
+            mark = time.time() - CLEANUP_REDIS_AGE_MINUTES * 60 if aged else None
+        held = self.in_store(store)
+        if held != set(self.keys(store)):
+            raise BenchError('the %s store holds %d keys after the fill, not the %d of the pyramid'
+                             % (store, len(held), len(self.tiles)))
+        return mark
+
+    # -- one cell --------------------------------------------------------------
+
+    def counters(self, store):
+        if store == 's3':
+            time.sleep(0.5)  # werkzeug logs a request after its answer
+            return self.moto_log.stat().st_size
+        return self.redis.info('commandstats')
+
+    def requests(self, store, before):
+        if store == 's3':
+            time.sleep(0.5)
+            with open(self.moto_log, 'rb') as stream:
+                stream.seek(before)
+                return s3_requests(stream.read().decode('utf-8', 'replace'))
+        return redis_requests(before, self.redis.info('commandstats'))
+
+    def measure(self, store, job, side, setting, argv, expected, tmp, known=None, missing=None):
+        """Run ``argv`` (a whole process, timed) on the filled store and compare what is left with
+        ``expected`` (a set of keys). ``known``: (keys, words), what a side is known to leave instead;
+        ``missing``: the error of a job that does not exist yet (the cell is then left out)."""
+        logfile = self.logs / ('cleanup-%s-%s-%s.log' % (store, job.replace(' ', '-').replace(',', ''), side))
+        before = self.counters(store)
+        log('%s, %s: %s' % (self.STORES[store], job, side))
+        start = time.monotonic()
+        with open(logfile, 'wb') as out:
+            proc = subprocess.Popen(argv, cwd=tmp, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            capped = False
+            try:
+                proc.wait(timeout=CLEANUP_WALK_CAP)
+            except subprocess.TimeoutExpired:
+                capped = True
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
+        seconds = time.monotonic() - start
+        output = logfile.read_text(encoding='utf-8', errors='replace')
+        if missing and proc.returncode != 0 and missing in output:
+            log('Left out: %s' % output.strip().splitlines()[-1])
+            self.missing.append('%s %s: %s' % (self.STORES[store], job, output.strip().splitlines()[-1]))
+            return None
+        counts, errors = self.requests(store, before)
+        left = self.in_store(store)
+        cell = {'store': store, 'job': job, 'side': side, 'setting': setting, 'seconds': seconds,
+                'removed': len(self.tiles) - len(left), 'left': len(left), 'requests': counts,
+                'error_answers': errors, 'capped': capped, 'rc': proc.returncode, 'log': str(logfile),
+                'problem': '', 'known': ''}
+        if capped and side == 'MapProxy':
+            cell['known'] = 'stopped at the %d s cap' % CLEANUP_WALK_CAP
+        elif capped:
+            cell['problem'] = 'still running after %d s: stopped' % CLEANUP_WALK_CAP
+        elif proc.returncode != 0:
+            cell['problem'] = 'exit code %d: %s' % (proc.returncode, (output.strip().splitlines() or [''])[-1])
+        elif left == expected:
+            pass
+        elif known and left == known[0]:
+            cell['known'] = known[1]
+        else:
+            cell['problem'] = ('%d keys left, not the %d expected (%d of those missing, %d others)'
+                               % (len(left), len(expected), len(expected - left), len(left - expected)))
+        if side == 'collection' and not capped and proc.returncode == 0:
+            # What the collection's job says it removed, against what the store lost.
+            said = re.findall(r'^removed (\d+) (?:oldest-written )?tiles, .* in total', output, re.M)
+            if not said or int(said[-1]) != cell['removed']:
+                cell['problem'] += ('; ' if cell['problem'] else '') + 'the job says %s tiles removed, the store lost %d' % (
+                    said[-1] if said else 'nothing about', cell['removed'])
+        if cell['problem']:
+            self.failures.append('%s, %s, %s: %s (log: %s)' % (self.STORES[store], job, side, cell['problem'], logfile))
+            log('WRONG: %s' % self.failures[-1])
+        log('%.1f s, %d removed, %d left; %s' % (seconds, cell['removed'], cell['left'], requests_text(counts)))
+        self.cells.append(cell)
+        return cell
+
+    # -- the cells ---------------------------------------------------------------
+
+    def walk(self, tmp, task, store, levels, remove):
+        """mapproxy-seed's cleanup of one task on the store's cache, with its default concurrency."""
+        path = tmp / ('seed-%s-%s.yaml' % (store, task))
+        cleanup = {'caches': ['bench_' + store], 'grids': ['webmercator'],
+                   'levels': {'from': min(levels), 'to': max(levels)}}
+        cleanup.update(remove)
+        path.write_text(json.dumps({'cleanups': {task: cleanup}}, indent=1), encoding='utf-8')
+        return [str(TOOLS_BIN / 'mapproxy-seed'), '-f', str(tmp / 'mapproxy.yaml'), '-s', str(path),
+                '--cleanup', task, '-c', '2']
+
+    def tool(self, tmp, *args):
+        return [str(TOOLS_BIN / 'python'), str(CACHE_TOOL), '--config', str(tmp / 'mapproxy.yaml')] + list(args)
+
+    def store_cells(self, store, tmp):
+        cache = 'bench_' + store
+        lock = str(tmp / 'locks')
+        everything = list(range(self.top + 1))
+        new_half = set(self.keys(store, old=False))
+        where = '%s, levels %s (%s tiles)' % (self.STORES[store], fmt_levels(everything), fnum(len(self.tiles)))
+
+        self.fill(store, aged=False)
+        self.measure(store, 'remove all', 'MapProxy', '%s, remove all: MapProxy `mapproxy-seed --cleanup`'
+                     ' (`remove_all`, `-c 2`)' % where,
+                     self.walk(tmp, 'all', store, everything, {'remove_all': True}), set(), tmp)
+        self.fill(store, aged=False)
+        self.measure(store, 'remove all', 'collection', '%s, remove all: collection `clean --remove-all`' % where,
+                     self.tool(tmp, 'clean', '--caches', cache, '--remove-all', '--lock-dir', lock), set(), tmp)
+
+        # By age. On S3 MapProxy's walk asks twice per tile (HEAD), with a new boto3 client each time:
+        # there both sides clean the levels below the top one, and the collection then all of them.
+        levels = everything[:-1] if store == 's3' else everything
+        kept = {key for key, tile in zip(self.keys(store), self.tiles) if not tile[3] or tile[0] not in levels}
+        part = '%s, by age on levels %s only, %s of the %s tiles' % (
+            self.STORES[store], fmt_levels(levels), fnum(sum(1 for tile in self.tiles if tile[0] in levels)),
+            fnum(len(self.tiles))) if levels != everything else '%s, by age' % where
+        mark = self.fill(store, aged=True)
+        if store == 's3':
+            cut = '`remove_before: {time: <the cut-off>}`'
+            remove = {'remove_before': {'time': time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(mark))}}
+            known = None
+        else:
+            cut = '`remove_before: {minutes: %d}`' % CLEANUP_REDIS_AGE_MINUTES
+            remove = {'remove_before': {'minutes': CLEANUP_REDIS_AGE_MINUTES}}
+            # MapProxy's RedisCache.load_tile_metadata dates a tile now - default_ttl - TTL left, not
+            # now - (default_ttl - TTL left): every tile looks at least default_ttl old.
+            known = (set(), 'removed the new half too: MapProxy dates a Redis tile default_ttl + TTL left ago')
+        self.measure(store, 'by age', 'MapProxy', '%s (the old half goes): MapProxy %s' % (part, cut),
+                     self.walk(tmp, 'age', store, levels, remove), kept, tmp, known)
+        runs = [('by age', part, ['--levels', '%d-%d' % (min(levels), max(levels))] if levels != everything else [],
+                 kept)]
+        if levels != everything:
+            runs.append(('by age, all levels', '%s, by age' % where, [], new_half))
+        for job, text, extra, expected in runs:
+            mark = self.fill(store, aged=True)
+            days = '%.10f' % ((time.time() - mark) / 86400.0)
+            self.measure(store, job, 'collection', '%s (the old half goes): collection `clean --max-age-days`%s'
+                         % (text, ' `%s`' % ' '.join(extra) if extra else ''),
+                         self.tool(tmp, 'clean', '--caches', cache, '--max-age-days', days, '--lock-dir', lock,
+                                   *extra), expected, tmp)
+
+        # The size limit (MapProxy has none): down to the new half's bytes, so the old half must go.
+        self.fill(store, aged=True)
+        size = len(new_half) * len(self.body)
+        self.measure(store, 'size limit', 'collection', '%s, size limit to the new half\'s bytes: collection'
+                     ' `limit --max-size %d --target-percent 100`' % (where, size),
+                     self.tool(tmp, 'limit', '--caches', cache, '--max-size', str(size), '--target-percent', '100'),
+                     new_half, tmp, missing='size limits handle file caches only')
+
+    # -- the rows ----------------------------------------------------------------
+
+    def add_rows(self, table):
+        sides = {(c['store'], c['job'], c['side']): c for c in self.cells}
+        for store in self.STORES:
+            for cell in (c for c in self.cells if c['store'] == store):
+                result = '%.1f s; %s removed, %s left; %s' % (
+                    cell['seconds'], fnum(cell['removed']), fnum(cell['left']), requests_text(cell['requests']))
+                errors = '%d %s' % (cell['error_answers'], 'answers >= 400' if store == 's3' else 'failed calls')
+                if cell['known'] or cell['problem']:
+                    errors += '; ' + ('WRONG: ' + cell['problem'] if cell['problem'] else cell['known'])
+                ratio = ''
+                walk = sides.get((store, cell['job'], 'MapProxy'))
+                if cell['side'] == 'collection' and walk:
+                    ratio = 'MapProxy ÷ collection: %s%.1f' % ('> ' if walk['capped'] else '',
+                                                               walk['seconds'] / cell['seconds'])
+                table.add(8, 'cleaning a shared store', cell['setting'], result, errors=errors, ratio=ratio)
+
+    def note(self):
+        text = ('8. Cleaning a shared store, on this machine: an S3 cache (moto\'s server of the tool venv on 127.0.0.1:%d,'
+                ' `directory_layout: tms`) and a Redis cache (a redis-server of its own on 127.0.0.1:%d, `default_ttl:'
+                ' %d`), each filled straight into the store with levels %s of GLOBAL_WEBMERCATOR (%s tiles of %d bytes)'
+                ' before every cell. Seconds: the wall time of the whole process (`mapproxy-seed --cleanup` or'
+                ' `p2d2-mapproxy-cache`, configuration loading included); then what is left is read in the store and'
+                ' checked. By age, the tiles with x + y even are the old half: on S3 written %d s before the others, the'
+                ' cut-off between them; on Redis written with %d s of TTL left against %d (30 minutes old, by the TTL),'
+                ' the cut-off %d minutes. On S3 MapProxy\'s walk by age covers the levels below the top one (the'
+                ' collection the same with `--levels`, then all levels). Requests: S3 operations from moto\'s request log;'
+                ' Redis commands from INFO commandstats (the collection\'s run in pipelines, a round trip per page of'
+                ' %d keys). The ratio is MapProxy\'s seconds divided by the collection\'s on the same job.'
+                % (CLEANUP_S3_PORT, CLEANUP_REDIS_PORT, CLEANUP_TTL, fmt_levels(list(range(self.top + 1))),
+                   fnum(len(self.tiles)), len(self.body), CLEANUP_GAP, CLEANUP_OLD_TTL, CLEANUP_TTL,
+                   CLEANUP_REDIS_AGE_MINUTES, 1000))
+        if self.missing:
+            text += ' Left out (not there yet): %s.' % '; '.join(self.missing)
+        return text
+
+    # -- runs --------------------------------------------------------------------
+
+    def run(self, table):
+        """Both stores, measured: the rows of 8. in ``table``; returns the note."""
+        with tempfile.TemporaryDirectory(prefix='p2d2-bench-cleanup-') as tmp:
+            tmp = Path(tmp)
+            (tmp / 'locks').mkdir()
+            (tmp / 'mapproxy.yaml').write_text(CLEANUP_CONFIG % {
+                'bucket': CLEANUP_BUCKET, 'directory': CLEANUP_DIRECTORY, 's3_port': CLEANUP_S3_PORT,
+                'redis_port': CLEANUP_REDIS_PORT, 'prefix': CLEANUP_PREFIX, 'ttl': CLEANUP_TTL}, encoding='utf-8')
+            try:
+                self.start(tmp)
+                for store in ('redis', 's3'):
+                    self.store_cells(store, tmp)
+            finally:
+                self.stop()
+        self.add_rows(table)
+        return self.note()
+
+    def check(self):
+        if self.failures:
+            raise BenchError('row 8 found what a job should not have left:\n  ' + '\n  '.join(self.failures))
+
+    def main(self):
+        """Row 8 alone: no container; the table in .testbed/bench/store-cleanup.md (and .json)."""
+        started = time.monotonic()
+        table = Table()
+        note = self.run(table)
+        out = ['# p2d2.mapproxy performance (row 8: cleaning a shared store)', '',
+               'Command: `scripts/bench.sh %s`' % ' '.join(sys.argv[1:]), ''] + local_machine(os.cpu_count() or 1)
+        run_line = '- Run: %s UTC, %.0f s in all' % (time.strftime('%Y-%m-%d %H:%M', time.gmtime()),
+                                                     time.monotonic() - started)
+        out += [run_line, '', table.render(), '', note]
+        text = '\n'.join(out) + '\n'
+        (STATE / 'store-cleanup.md').write_text(text, encoding='utf-8')
+        (STATE / 'store-cleanup.json').write_text(json.dumps({'store_cleanup': self.cells}, indent=1), encoding='utf-8')
+        print(text)
+        self.check()
 
 
 def parse_args(argv=None):
@@ -1183,7 +1690,10 @@ def parse_args(argv=None):
                         help='connection counts, comma separated (default 4,32)')
     parser.add_argument('--measure', type=lambda s: set(s.split(',')),
                         default={'uncached', 'reload', 'seed', 'mixed', 'stores'},
-                        help='what to measure besides cached tiles: uncached,reload,seed,mixed,stores (default all)')
+                        help='what to measure besides cached tiles: uncached,reload,seed,mixed,stores,store-cleanup'
+                             ' (default all but store-cleanup; store-cleanup alone runs on this machine, no container)')
+    parser.add_argument('--cleanup-levels', type=int,
+                        help='store-cleanup: the pyramid is levels 0 to N (default 7: 21,845 tiles; smoke 4)')
     parser.add_argument('--profile', type=int, default=0, metavar='SECONDS',
                         help='profile the first layout under load with py-spy for SECONDS')
     parser.add_argument('--seed-levels', type=int, help='seed levels 0 to N (default 11, smoke 9)')
@@ -1201,9 +1711,14 @@ def parse_args(argv=None):
     # (with a delay, at most one tile per connection and delay).
     per_second = 600 if not args.upstream_delay else math.ceil(1.5 * max(args.conns) * 1000 / args.upstream_delay)
     args.uncached_set = min(600, per_second) * args.duration
+    args.cleanup_levels = args.cleanup_levels if args.cleanup_levels is not None else (4 if smoke else 7)
     for name in args.measure:
-        if name not in ('uncached', 'reload', 'seed', 'mixed', 'stores'):
-            parser.error('--measure takes uncached, reload, seed, mixed and stores, not %r' % name)
+        if name not in ('uncached', 'reload', 'seed', 'mixed', 'stores', 'store-cleanup'):
+            parser.error('--measure takes uncached, reload, seed, mixed, stores and store-cleanup, not %r' % name)
+    if args.measure == {'store-cleanup'} and (args.sweep or args.profile or args.reuse):
+        parser.error('--measure store-cleanup alone runs without the container: no --sweep, --profile or --reuse')
+    if not 1 <= args.cleanup_levels <= 10:
+        parser.error('--cleanup-levels must be between 1 and 10')
     if args.upstream_delay < 0:
         parser.error('--upstream-delay must be 0 or more milliseconds')
     if min(args.conns) < 1 or args.duration < 1 or args.rounds < 1:
@@ -1213,6 +1728,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.measure == {'store-cleanup'}:
+        # Row 8 alone: moto and redis-server on this machine, no container to create or remove.
+        try:
+            StoreCleanup(args).main()
+        except (BenchError, subprocess.TimeoutExpired) as ex:
+            print('ERROR: %s' % ex, file=sys.stderr)
+            return 1
+        return 0
     bench = Bench(args)
     try:
         bench.main()

@@ -8,6 +8,9 @@
 #   scripts/bench.sh --smoke         a few seconds per cell, one round: does it work?
 #   scripts/bench.sh --sweep         Gunicorn variants on cached tiles (the tuning)
 #   scripts/bench.sh --profile 20    also profile a Gunicorn worker under load with py-spy
+#   scripts/bench.sh --measure store-cleanup
+#                                    row 8 alone: MapProxy's cleanup against the collection's on an
+#                                    S3 and a Redis store, on this machine, no container (.testbed/bench/store-cleanup.md)
 #   scripts/bench.sh --help          every option (durations, rounds, --keep, --reuse)
 #
 # The result is also written to .testbed/bench/result.md (and .json). Not a test:
@@ -15,13 +18,23 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-ensure_apt_packages wrk
+# The measures asked for (--measure a,b or --measure=a,b): store-cleanup alone needs no container.
+measures= prev=
+for arg in "$@"; do
+  case $arg in --measure=*) measures=${arg#--measure=} ;; esac
+  [ "$prev" != --measure ] || measures=$arg
+  prev=$arg
+done
+case ",$measures," in *,store-cleanup,*) ensure_apt_packages redis-server ;; esac
 ensure_venv
-# An engine started here stops when the harness ends, unless --keep leaves the container.
-keep=
-for arg in "$@"; do [ "$arg" != --keep ] || keep=keep; done
-ensure_docker ${keep:+"$keep"}
-ensure_images
+if [ "$measures" != store-cleanup ]; then
+  ensure_apt_packages wrk
+  # An engine started here stops when the harness ends, unless --keep leaves the container.
+  keep=
+  for arg in "$@"; do [ "$arg" != --keep ] || keep=keep; done
+  ensure_docker ${keep:+"$keep"}
+  ensure_images
+fi
 
 # py-spy for --profile, in its own venv on this machine: it attaches to the worker
 # from here (the container has no CAP_SYS_PTRACE).
