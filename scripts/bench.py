@@ -1047,12 +1047,7 @@ http {
     # -- machine -------------------------------------------------------------
 
     def machine(self):
-        model = ''
-        with open('/proc/cpuinfo', encoding='utf-8') as stream:
-            for line in stream:
-                if line.startswith('model name'):
-                    model = line.split(':', 1)[1].strip()
-                    break
+        model = cpu_model()
         host_debian = Path('/etc/debian_version').read_text(encoding='utf-8').strip()
         cont_debian = dexec('cat /etc/debian_version').stdout.strip()
         pkgs = dexec('%s/bin/python -m pip list --format=freeze 2>/dev/null' % VENV).stdout
@@ -1288,15 +1283,19 @@ def requests_text(counts):
     return ', '.join('%s %s' % (fnum(n), name) for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def local_machine(cores):
-    """The machine lines of a run without the container."""
-    from importlib import metadata
-    model = ''
+def cpu_model():
+    """The processor's model name, from /proc/cpuinfo."""
     with open('/proc/cpuinfo', encoding='utf-8') as stream:
         for line in stream:
             if line.startswith('model name'):
-                model = line.split(':', 1)[1].strip()
-                break
+                return line.split(':', 1)[1].strip()
+    return ''
+
+
+def local_machine(cores):
+    """The machine lines of a run without the container."""
+    from importlib import metadata
+    model = cpu_model()
     versions = {}
     for name in ('MapProxy', 'boto3', 'redis', 'moto'):
         try:

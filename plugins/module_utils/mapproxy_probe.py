@@ -675,6 +675,18 @@ def _walk_store(block, tile_cache, removal):
         _redis_stats(tile_cache, removal)
 
 
+def _walk_or_say(conf, name, block, tile_cache, removal, verb):
+    """_walk_store in the configuration's context: False, and an error that names the cache,
+    the store and what it cannot be (``verb``), when the store fails."""
+    try:
+        with conf:
+            _walk_store(block, tile_cache, removal)
+        return True
+    except Exception as ex:
+        RESULT['errors'].append("cache '%s': the store %s cannot be %s: %s" % (name, store_of(block), verb, in_words(ex)))
+        return False
+
+
 def _removal_entry(names, block, prefix, removal):
     return {'grids': names, 'store': store_of(block), 'key_prefix': prefix,
             'removed': removal.removed.answer()['levels'], 'keys': removal.keys,
@@ -691,12 +703,7 @@ def store_clean(conf, request):
         entries = out.setdefault(name, [])
         for names, block, prefix, tile_cache in units:
             removal = _Removal(request.get('levels'), request.get('before'), request.get('dry_run'))
-            try:
-                with conf:
-                    _walk_store(block, tile_cache, removal)
-            except Exception as ex:
-                RESULT['errors'].append("cache '%s': the store %s cannot be cleaned: %s"
-                                        % (name, store_of(block), in_words(ex)))
+            if not _walk_or_say(conf, name, block, tile_cache, removal, 'cleaned'):
                 break
             entries.append(_removal_entry(names, block, prefix, removal))
     RESULT['store_clean'] = out
@@ -760,11 +767,7 @@ def store_limit(conf, request):
     for name, entries in sorted(units.items()):
         for _names, block, _prefix, tile_cache in entries:
             survey = _Survey()
-            try:
-                with conf:
-                    _walk_store(block, tile_cache, survey)
-            except Exception as ex:
-                RESULT['errors'].append("cache '%s': the store %s cannot be read: %s" % (name, store_of(block), in_words(ex)))
+            if not _walk_or_say(conf, name, block, tile_cache, survey, 'read'):
                 return
             surveys.append(survey)
     total = sum(survey.total for survey in surveys)
@@ -791,12 +794,7 @@ def store_limit(conf, request):
         out = answer['caches'].setdefault(name, [])
         for names, block, prefix, tile_cache in entries:
             removal = _OldestFirst(last, budget, request.get('dry_run'))
-            try:
-                with conf:
-                    _walk_store(block, tile_cache, removal)
-            except Exception as ex:
-                RESULT['errors'].append("cache '%s': the store %s cannot be limited: %s"
-                                        % (name, store_of(block), in_words(ex)))
+            if not _walk_or_say(conf, name, block, tile_cache, removal, 'limited'):
                 return
             budget = removal.budget
             newest = [entry[3] for entry in removal.removed.levels.values() if entry[3] is not None]
