@@ -54,6 +54,8 @@ CASES = {
     'layer': ('mapproxy', {'mapproxy_layers': [{'title': 'no name'}]},
               "mapproxy_layers[0] needs a 'name' and 'sources'"),
     # mapproxy_gunicorn
+    'store_timeouts': ('mapproxy_gunicorn', {'mapproxy_gunicorn_store_timeouts': {'connect': 2, 'read': 10, 'attempts': 1}},
+                       'with 4 x attempts x read below mapproxy_gunicorn_timeout (30 s)'),
     'workers': ('mapproxy_gunicorn', {'mapproxy_gunicorn_workers': 'many'},
                 "mapproxy_gunicorn_workers is 'many': give 'auto' or a whole number"),
     'socket': ('mapproxy_gunicorn', {'mapproxy_socket': '/tmp/mapproxy.sock'},
@@ -139,6 +141,9 @@ CASES = {
                      "mapproxy_seeding_config_file is 'seed.yaml': give an absolute path"),
     'seeding_write': ('mapproxy_seeding', {'mapproxy_seeding_write_paths': ['cache']},
                       "mapproxy_seeding_write_paths has 'cache': give absolute paths"),
+    'seeding_store_timeouts': ('mapproxy_seeding', {'mapproxy_seeding_store_timeouts': {'connect': 3, 'read': 0, 'attempts': 1}},
+                               'give all of connect, read and attempts as whole numbers of at least 1, for example'
+                               ' {connect: 3, read: 10, attempts: 2}'),
     'seeding_nice': ('mapproxy_seeding', {'mapproxy_seeding_nice': 30},
                      'mapproxy_seeding_nice must be -20 to 19 (is 30)'),
     'seeding_job': ('mapproxy_seeding', {'mapproxy_seeding_jobs': [{'name': 'x', 'caches': ['osm_cache']}]},
