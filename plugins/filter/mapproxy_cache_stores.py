@@ -72,8 +72,8 @@ _value:
     - C(caches), the caches with the settings above, and C(environment), the variables they need.
     - C(s3_caches), one entry per C(s3) cache (C(cache), C(bucket), C(prefix), C(endpoint_url), C(region),
       C(profile), and its lifecycle rule C(rule_id) and C(expire_days), None without one), and
-      C(redis_servers), one entry per Redis server with limits (C(caches), C(host), C(port), C(maxmemory),
-      C(maxmemory_policy), C(settings) (the two as Redis's C(CONFIG SET) names them), C(tls), C(ca_certs),
+      C(redis_servers), one entry per Redis server with limits (C(caches), C(host), C(port), C(settings)
+      (C(maxmemory) and C(maxmemory-policy) as Redis's C(CONFIG SET) names them), C(tls), C(ca_certs),
       C(client_cert_file), C(client_key_file), and C(credentials), the cache whose O(redis_credentials) log in
       (None without), so that no secret is in a loop item).
   type: dict
@@ -152,9 +152,9 @@ def _store_limits(result, limits, redis_credentials, globals_):
         tls = bool(block.get("ssl_certfile") and block.get("ssl_keyfile"))
         cred = redis_credentials.get(name)
         server = servers.get((host, port))
-        wanted = {"maxmemory": size.replace(" ", "").lower(), "maxmemory_policy": policy}
+        settings = [{"name": "maxmemory", "value": size.replace(" ", "").lower()}, {"name": "maxmemory-policy", "value": policy}]
         if server is not None:
-            if {k: server[k] for k in wanted} != wanted:
+            if server["settings"] != settings:
                 raise AnsibleFilterError(
                     f"{NAME}: mapproxy_store_limits gives {', '.join(server['caches'])} and {name}, caches on the Redis server "
                     f"{host}:{port}, different limits; maxmemory and its policy are the server's: give them the same values")
@@ -162,8 +162,7 @@ def _store_limits(result, limits, redis_credentials, globals_):
             server["credentials"] = server["credentials"] or (name if cred else None)
             continue
         servers[(host, port)] = dict(
-            wanted, caches=[name], host=host, port=port, tls=tls,
-            settings=[{"name": "maxmemory", "value": wanted["maxmemory"]}, {"name": "maxmemory-policy", "value": policy}],
+            caches=[name], host=host, port=port, tls=tls, settings=settings,
             ca_certs=block.get("ssl_ca_certs") if tls else None,
             client_cert_file=block.get("ssl_certfile") if tls else None,
             client_key_file=block.get("ssl_keyfile") if tls else None,
