@@ -560,7 +560,6 @@ def _redis_stats(tile_cache, removal=None):
     pattern = re.compile('^%s-(\\d+)-\\d+-\\d+$' % re.escape(tile_cache.prefix))
     glob = re.sub(r'([\\*?\[\]])', r'\\\1', tile_cache.prefix) + '-*'
     stats = _Levels()
-    now = time.time()
     ttl = tile_cache.ttl or 0
     try:
         cursor = 0
@@ -576,10 +575,15 @@ def _redis_stats(tile_cache, removal=None):
             doomed = []
             if tiles:
                 pipe = client.pipeline(transaction=False)
+                # The server's clock with the TTLs, in the same pipeline: a write time worked
+                # out from them does not move between two scans (a size limit's two passes).
+                pipe.time()
                 for key, _level in tiles:
                     pipe.strlen(key)
                     pipe.pttl(key)
                 answers = pipe.execute()
+                now = answers[0][0] + answers[0][1] / 1e6
+                answers = answers[1:]
                 for index, (key, level) in enumerate(tiles):
                     size, left = int(answers[2 * index] or 0), answers[2 * index + 1]
                     if left is None or left == -2:
