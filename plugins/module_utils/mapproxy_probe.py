@@ -981,9 +981,16 @@ def describe(conf_dict, conf):
             'directories': {},
             'link_single_color_images': None,
             'timestamps': None,
+            'meta_size': None,
         }
         if conf is not None and name in conf.caches:
             cache_conf = conf.caches[name]
+            # As MapProxy's loader reads it: the cache's own, else globals.cache.meta_size, else (4, 4).
+            try:
+                info['meta_size'] = [int(v) for v in conf.globals.get_value(
+                    'meta_size', cache_conf.conf, global_key='cache.meta_size')]
+            except Exception:
+                pass
             try:
                 with conf:
                     storage = cache_storage(cache_conf)

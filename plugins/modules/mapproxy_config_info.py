@@ -194,6 +194,7 @@ caches:
       link_single_color_images: false
       file_ext: png
       timestamps: true
+      meta_size: [4, 4]
   contains:
     type:
       description: Cache type (C(file), C(mbtiles), C(sqlite), C(geopackage), C(compact), ...).
@@ -247,6 +248,14 @@ caches:
           of C(mapproxy-seed) need. V(false) for C(mbtiles), C(geopackage) and C(compact)
           caches in MapProxy 7. V(null) if unknown.
       type: bool
+    meta_size:
+      description:
+        - The meta tile size of the cache in tiles, [width, height], as MapProxy's loader reads it
+          (the cache's C(meta_size), else C(globals.cache.meta_size), else 4 x 4). MapProxy locks and
+          fetches a meta tile as a whole; a balancer sends all its tiles to one host
+          (p2d2.mapproxy.mapproxy_lb). V(null) when the configuration is invalid.
+      type: list
+      elements: int
 sources:
   description: The sources, by name, with their type and URL (credentials masked).
   returned: always

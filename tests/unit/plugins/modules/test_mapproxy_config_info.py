@@ -334,3 +334,16 @@ def test_runs_as_a_standalone_module(tmp_path, base_conf):
     result = json.loads(proc.stdout)
     assert result['valid'] is True
     assert result['caches']['osm_cache']['directory_layout'] == 'tms'
+
+
+def test_meta_size_is_the_cache_s_own_else_the_global_else_mapproxy_s_default(tmp_path, base_conf):
+    # MapProxy's own default, 4 x 4, where neither is set.
+    result = check(path=write_config(tmp_path / 'default.yaml', base_conf))
+    assert not result['failed'], result['msg']
+    assert result['caches']['osm_cache']['meta_size'] == [4, 4]
+    base_conf.setdefault('globals', {}).setdefault('cache', {})['meta_size'] = [2, 3]
+    base_conf['caches']['osm_cache']['meta_size'] = [8, 6]
+    result = check(path=write_config(tmp_path / 'set.yaml', base_conf))
+    assert not result['failed'], result['msg']
+    assert result['caches']['osm_cache']['meta_size'] == [8, 6]
+    assert result['caches']['plain_cache']['meta_size'] == [2, 3]
