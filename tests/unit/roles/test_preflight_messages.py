@@ -162,6 +162,22 @@ CASES = {
                     "Job 'old' may run 2h (max_duration"),
     'seeding_venv': ('mapproxy_seeding', {'mapproxy_venv_path': '/nonexistent/venv'},
                      '/nonexistent/venv/bin/mapproxy-seed does not exist: install MapProxy first'),
+    # mapproxy_lb
+    'lb_listen': ('mapproxy_lb', {'mapproxy_lb_listen': ['80']},
+                  'mapproxy_lb_listen is ["80"]: give a list of HOST:PORT, for example ["0.0.0.0:80"]'),
+    'lb_numbers': ('mapproxy_lb', {'mapproxy_lb_health_fall': 0},
+                   'mapproxy_lb_health_fall is not a whole number above 0.'),
+    'lb_tile': ('mapproxy_lb', {'mapproxy_lb_health_tile': 'wmts/osm/webmercator/0/0/0.png'},
+                'mapproxy_lb_health_tile is "wmts/osm/webmercator/0/0/0.png": give the path of a tile that starts with /'),
+    'lb_no_hosts': ('mapproxy_lb', {'mapproxy_lb_backend_group': 'nobody'},
+                    'No MapProxy hosts to balance: the inventory group nobody (mapproxy_lb_backend_group) is empty'),
+    'lb_backend': ('mapproxy_lb', {'mapproxy_lb_backends': [{'name': 'mp1', 'address': '10.0.0.11', 'port': 70000},
+                                                            {'name': 'mp2', 'address': '127.0.0.1', 'port': 80}]},
+                   'MapProxy host mp1: port 70000 is not a TCP port (1-65535); MapProxy host mp2: \'127.0.0.1\' is not an'
+                   ' address the balancer can reach; set its mapproxy_lb_backend_address'),
+    'lb_meta': ('mapproxy_lb', {'mapproxy_lb_backends': [{'name': 'mp1', 'address': '10.0.0.11', 'port': 8080}]},
+                'mapproxy_lb_backends lists the MapProxy hosts by hand, so the role cannot read their meta tile size:'
+                ' set mapproxy_lb_meta_size'),
 }
 
 
