@@ -300,8 +300,14 @@ STORE_TYPES = ('s3', 'redis')
 # Connect and read timeouts (seconds) and attempts of a store check: a store that is
 # down or hangs is reported in seconds, not after the client libraries' minutes.
 STORE_TIMEOUTS = {'connect': 3, 'read': 5, 'attempts': 2}
-# The key a store check writes, reads back and deletes, under the cache's prefix.
+# The key a store check writes, reads back and deletes, under the cache's prefix, with the
+# host's name and a random part: hosts that share the store check it at the same time
+# (site.yml on several hosts), and one's delete must not take another's object.
 STORE_CHECK_KEY = 'p2d2-store-check'
+
+
+def _store_check_key():
+    return '%s-%s-%s' % (STORE_CHECK_KEY, re.sub(r'[^A-Za-z0-9.-]', '_', os.uname()[1]), os.urandom(4).hex())
 
 
 class _OfflineS3Client(object):
@@ -360,7 +366,7 @@ def store_of(block):
 
 def _check_s3(tile_cache):
     client = tile_cache.conn()
-    key = _key_prefix('s3', tile_cache) + STORE_CHECK_KEY
+    key = _key_prefix('s3', tile_cache) + _store_check_key()
     body = ('written by p2d2.mapproxy at %d' % time.time()).encode()
     client.put_object(Bucket=tile_cache.bucket_name, Key=key, Body=body)
     try:
@@ -403,7 +409,7 @@ def bounded_redis_caches(timeouts):
 
 def _check_redis(tile_cache):
     client = _bounded_redis(tile_cache)
-    key = _key_prefix('redis', tile_cache) + STORE_CHECK_KEY
+    key = _key_prefix('redis', tile_cache) + _store_check_key()
     body = ('written by p2d2.mapproxy at %d' % time.time()).encode()
     try:
         client.set(key, body, ex=60)

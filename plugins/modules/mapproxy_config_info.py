@@ -84,7 +84,7 @@ options:
       - Connect to the store of every cache of type C(s3) (its bucket must exist) and C(redis), with
         MapProxy's own client for it and the credentials of O(env) and the module's environment (C(AWS_*)
         variables, a profile, or what C(${VAR}) placeholders in the configuration name), and write,
-        read back and delete one object, C(p2d2-store-check) under the cache's key prefix.
+        read back and delete one object, C(p2d2-store-check-<host>-<random>) under the cache's key prefix.
       - Fails, naming the cache, the store and what went wrong, when a store cannot be reached in
         time (3 s to connect, 5 s to answer, 2 attempts), refuses the credentials or cannot be
         written. RV(stores) names the stores checked.

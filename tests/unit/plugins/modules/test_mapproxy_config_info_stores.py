@@ -174,3 +174,15 @@ def test_wrong_s3_key_is_refused_by_name(tmp_path, s3_store, monkeypatch):
         assert result['failed']
         assert ("cache 'osm_s3' (store s3://tiles at %s): S3ConnectionError: Access denied. Check your credentials"
                 % s3_store) in result['msg']
+
+
+def test_each_store_check_writes_an_object_of_its_own():
+    # Several hosts that share a store check it at the same time (site.yml on a cluster):
+    # one check's delete must never take the object another is about to read back.
+    import os
+    import re
+    from ansible_collections.p2d2.mapproxy.plugins.module_utils import mapproxy_probe
+    keys = {mapproxy_probe._store_check_key() for _ in range(50)}
+    assert len(keys) == 50
+    prefix = 'p2d2-store-check-%s-' % re.sub(r'[^A-Za-z0-9.-]', '_', os.uname()[1])
+    assert all(key.startswith(prefix) for key in keys), sorted(keys)[:3]
