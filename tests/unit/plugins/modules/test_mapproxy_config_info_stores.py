@@ -182,7 +182,7 @@ def test_each_store_check_writes_an_object_of_its_own():
     import os
     import re
     from ansible_collections.p2d2.mapproxy.plugins.module_utils import mapproxy_probe
-    keys = {mapproxy_probe._store_check_key() for _ in range(50)}
+    keys = {mapproxy_probe._store_check_key() for dummy in range(50)}
     assert len(keys) == 50
     prefix = 'p2d2-store-check-%s-' % re.sub(r'[^A-Za-z0-9.-]', '_', os.uname()[1])
     assert all(key.startswith(prefix) for key in keys), sorted(keys)[:3]
