@@ -190,16 +190,21 @@ class MapProxyVenv:
         return path
 
     @contextlib.contextmanager
-    def cache_locks(self, lock_dir, caches, timeout):
+    def cache_locks(self, lock_dir, caches, timeout, store=None):
         """Hold mapproxy-seed's cache lock of each cache (``--use-cache-lock``) while the
         block runs. The lock is MapProxy's own CacheLocker, held by the probe in the venv's
         Python (``mapproxy_probe.cache_locks``, the code the timers' tool runs) until its
-        stdin closes. Returns the name of a cache whose lock was not free within ``timeout``
-        seconds instead of entering the block: ``with venv.cache_locks(...) as busy``."""
+        stdin closes; ``lock_dir`` None takes none. With ``store`` ({config, caches, what}),
+        the lock of those caches in their shared store first (``mapproxy_probe.store_locks``),
+        which the other hosts see. Returns the probe's answer when a lock was not free within
+        ``timeout`` seconds (``cache``, ``error``; ``store`` and ``holder`` for a store lock)
+        instead of entering the block: ``with venv.cache_locks(...) as busy``."""
         request = {'lock': {'dir': lock_dir, 'caches': sorted(caches), 'timeout': timeout}}
+        if store:
+            request['lock']['store'] = store
         answer, proc, err = self._probe_start(request, timeout + PROBE_TIMEOUT)
         try:
-            yield None if answer.get('locked') else answer.get('cache', '?')
+            yield None if answer.get('locked') else answer
         finally:
             proc.stdin.close()
             try:

@@ -50,8 +50,12 @@ Request keys (all optional except ``config``):
   ``CacheLocker`` (``cache_locks()`` below, which the timers' tool uses too),
   answer ``{"locked": true}`` and hold the locks until stdin closes; or answer
   ``{"locked": false, "cache": name}`` when one was not free in time. With
-  ``test``, answer at once which caches are locked (``{"busy": [...]}``) and
-  hold nothing. No other key is read with ``lock``.
+  ``"store": {"config": path, "caches": [...], "what": text}``, first take the
+  lock in the shared store of each s3 and redis cache of those (``store_locks()``
+  below), which other hosts see; a busy one is answered with its ``store`` and
+  ``holder`` too. ``dir`` may then be null (no file lock). With ``test``, answer
+  at once which caches are locked on this host (``{"busy": [...]}``) and hold
+  nothing. No other key is read with ``lock``.
 
 A valid ``config`` is also answered with ``write_dirs`` (``write_dirs()``: the
 directories MapProxy writes) and ``served`` (``served()``: the services, layers and
@@ -371,9 +375,23 @@ def _check_s3(tile_cache):
     client.put_object(Bucket=tile_cache.bucket_name, Key=key, Body=body)
     try:
         read = client.get_object(Bucket=tile_cache.bucket_name, Key=key)['Body'].read()
+        conditional = _s3_refuses_overwrite(client, tile_cache.bucket_name, key)
     finally:
         client.delete_object(Bucket=tile_cache.bucket_name, Key=key)
+    if not conditional:
+        return 'ignores conditional writes (If-None-Match)' if read == body else False
     return read == body
+
+
+def _s3_refuses_overwrite(client, bucket, key):
+    """Whether a store refuses a write with If-None-Match: * over an object that exists, as
+    the lock of a shared cache (store_locks below) needs."""
+    from botocore.exceptions import ClientError
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=b'overwritten', IfNoneMatch='*')
+    except ClientError as ex:
+        return _s3_lost_race(ex)
+    return False
 
 
 def _bounded_redis(tile_cache, timeouts=None):
@@ -438,8 +456,14 @@ def check_stores(conf):
             with conf:
                 for _tile_grid, _extent, manager in cache_conf.caches():
                     check = _check_s3 if block['type'] == 's3' else _check_redis
-                    if not check(manager.cache):
+                    answer = check(manager.cache)
+                    if not answer:
                         raise ValueError('the object read back differs from the one written')
+                    if answer is not True:
+                        add_unique(RESULT['warnings'], [
+                            "cache '%s': the store %s %s, so the lock of the cache in the store does not keep "
+                            "two hosts from seeding or cleaning it at once: seed and clean it from one host "
+                            "only" % (name, where, answer)])
         except Exception as ex:
             RESULT['errors'].append("cache '%s': the store %s cannot be written and read: %s"
                                     % (name, where, in_words(ex)))
@@ -1234,14 +1258,280 @@ def hold_locks(request, out, wait_for_close):
         out.write(json.dumps({'busy': busy}) + '\n')
         out.flush()
         return
+    timeout = spec.get('timeout')
+    started = time.monotonic()
+    store = spec.get('store')
     try:
-        with cache_locks(spec['dir'], caches, spec.get('timeout'), poll=spec.get('poll', 0.5)):
+        with contextlib.ExitStack() as stack:
+            if store:
+                # First the lock in the shared store, which other hosts see, then this host's.
+                bounded_stores()
+                from mapproxy.config.loader import load_configuration
+                try:
+                    conf = load_configuration(store['config'], seed=True)
+                except Exception as ex:
+                    raise StoreLockError(None, None, 'MapProxy cannot load %s to find the stores of %s: %s' % (
+                        store['config'], ', '.join(store['caches']), in_words(ex)))
+                stack.enter_context(store_locks(conf, store['caches'], timeout, store.get('what') or 'a job',
+                                                poll=spec.get('poll', 0.5)))
+            if spec.get('dir'):
+                left = timeout if timeout is None or not store else max(0, timeout - (time.monotonic() - started))
+                stack.enter_context(cache_locks(spec['dir'], caches, left, poll=spec.get('poll', 0.5)))
             out.write(json.dumps({'locked': True}) + '\n')
             out.flush()
             wait_for_close()
     except LockTimeout as ex:
         out.write(json.dumps({'locked': False, 'cache': ex.cache, 'error': str(ex)}) + '\n')
         out.flush()
+    except StoreLockError as ex:
+        out.write(json.dumps({'locked': False, 'cache': ex.cache, 'store': ex.store, 'holder': ex.holder,
+                              'error': str(ex)}) + '\n')
+        out.flush()
+
+
+# ---------------------------------------------------------------------------
+# The lock of a cache in a shared store
+
+# mapproxy-seed's lock is a file on one host; a cache in a shared store is seeded and
+# cleaned from several. Its lock is a lease beside its tiles in the store: an object
+# (S3, taken with a conditional write) or a key (Redis, SET NX) per key prefix, that
+# names its holder, lives STORE_LOCK_TTL seconds unless renewed (a holder that dies
+# frees it) and is renewed every STORE_LOCK_RENEW seconds while the work runs.
+STORE_LOCK_KEY = 'p2d2-lock'
+STORE_LOCK_TTL = 60
+STORE_LOCK_RENEW = 15
+
+
+class StoreLockError(Exception):
+    """The lock of ``cache`` in ``store`` could not be taken; ``holder`` is the record of
+    whoever holds it, None when the store failed."""
+
+    def __init__(self, cache, store, message, holder=None):
+        Exception.__init__(self, message)
+        self.cache, self.store, self.holder = cache, store, holder
+
+
+def lock_holder(what):
+    """The record a lease carries: what holds it, on which host, since when, and a token."""
+    return {'what': what, 'host': os.uname()[1], 'pid': os.getpid(), 'since': int(time.time()),
+            'token': os.urandom(8).hex()}
+
+
+def describe_holder(holder):
+    """A lease's record in words: 'seeding task x on host h (pid 1) since 2026-...Z'."""
+    if not isinstance(holder, dict) or not holder:
+        return 'a holder that left no record'
+    since = holder.get('since')
+    when = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(since)) if isinstance(since, (int, float)) else '?'
+    return '%s on host %s (pid %s) since %s' % (
+        holder.get('what') or 'a job', holder.get('host') or '?', holder.get('pid') or '?', when)
+
+
+def _lease_record(raw):
+    try:
+        record = json.loads(raw.decode('utf-8', 'replace') if isinstance(raw, bytes) else raw)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _s3_code(ex):
+    response = getattr(ex, 'response', None) or {}
+    return (response.get('Error') or {}).get('Code'), (response.get('ResponseMetadata') or {}).get('HTTPStatusCode')
+
+
+def _s3_lost_race(ex):
+    """A conditional write or delete that another writer got to first."""
+    code, status = _s3_code(ex)
+    return code in ('PreconditionFailed', 'ConditionalRequestConflict') or status in (409, 412)
+
+
+class _S3Lease(object):
+    """The lease object of an S3 cache's prefix. Taken with If-None-Match: * (only one
+    writer creates it), renewed and released with If-Match on its ETag; one that was not
+    renewed for ``ttl`` seconds by the store's own clock (its Date against the object's
+    LastModified, against the ``ttl`` its record gives) is taken over with If-Match, so
+    two hosts cannot both take it."""
+
+    def __init__(self, tile_cache, key, body, _ttl, _timeouts=None):
+        # The client MapProxy's cache builds: bounded_stores() gave it its timeouts.
+        self.client = tile_cache.conn()
+        self.bucket, self.key, self.body = tile_cache.bucket_name, key, body
+        self.etag = None
+
+    def _put(self, **condition):
+        self.etag = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=self.body,
+                                           ContentType='application/json', **condition)['ETag']
+
+    def take(self):
+        """None when taken, else the holder's record ({} when it went meanwhile)."""
+        from botocore.exceptions import ClientError
+        try:
+            self._put(IfNoneMatch='*')
+            return None
+        except ClientError as ex:
+            if not _s3_lost_race(ex):
+                raise
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as ex:
+            if _s3_code(ex)[0] in ('NoSuchKey', '404'):
+                return {}
+            raise
+        record = _lease_record(answer['Body'].read())
+        import email.utils
+        date = (answer.get('ResponseMetadata') or {}).get('HTTPHeaders', {}).get('date')
+        now = email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
+        life = record.get('ttl') if isinstance(record.get('ttl'), (int, float)) else STORE_LOCK_TTL
+        if now - answer['LastModified'].timestamp() > life:
+            try:
+                self._put(IfMatch=answer['ETag'])
+                return None
+            except ClientError as ex:
+                if not _s3_lost_race(ex):
+                    raise
+        return record
+
+    def renew(self):
+        from botocore.exceptions import ClientError
+        try:
+            self._put(IfMatch=self.etag)
+            return True
+        except ClientError as ex:
+            if _s3_lost_race(ex) or _s3_code(ex)[0] == 'NoSuchKey':
+                return False
+            raise
+
+    def release(self):
+        from botocore.exceptions import ClientError
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
+        except ClientError as ex:
+            if not (_s3_lost_race(ex) or _s3_code(ex)[0] == 'NoSuchKey'):
+                raise
+
+
+# Renew or delete a Redis lease only while it is still ours.
+_REDIS_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_REDIS_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class _RedisLease(object):
+    """The lease key of a Redis cache's prefix: SET NX with an expiry, renewed and
+    deleted by a script that first checks that it is still ours."""
+
+    def __init__(self, tile_cache, key, body, ttl, timeouts=None):
+        self.client = _bounded_redis(tile_cache, timeouts)
+        self.key, self.body, self.ttl_ms = key, body, int(ttl * 1000)
+
+    def take(self):
+        if self.client.set(self.key, self.body, nx=True, px=self.ttl_ms):
+            return None
+        current = self.client.get(self.key)
+        return {} if current is None else _lease_record(current)
+
+    def renew(self):
+        return bool(self.client.eval(_REDIS_RENEW, 1, self.key, self.body, self.ttl_ms))
+
+    def release(self):
+        try:
+            self.client.eval(_REDIS_RELEASE, 1, self.key, self.body)
+        finally:
+            self.client.close()
+
+
+def _store_lock_units(conf, cache_names):
+    """(store in words, lease key, cache, type, tile cache) of every key prefix of the s3
+    and redis caches of ``cache_names``, once per store and key, in a fixed order (two
+    holders that take several never wait for each other crosswise)."""
+    units = {}
+    with conf:
+        for name in sorted(set(cache_names)):
+            cache_conf = conf.caches.get(name)
+            block = (cache_conf.conf.get('cache') or {}) if cache_conf is not None else {}
+            if block.get('type') not in STORE_TYPES:
+                continue
+            try:
+                storage = cache_storage(cache_conf)
+            except Exception as ex:
+                raise StoreLockError(name, store_of(block), "cache '%s': the store %s cannot be locked: %s"
+                                     % (name, store_of(block), in_words(ex)))
+            for _grid, _path, tile_cache in storage:
+                if type(tile_cache).__name__ == 'DummyCache':
+                    continue
+                key = _key_prefix(block['type'], tile_cache) + STORE_LOCK_KEY
+                units.setdefault((store_of(block), key), (name, block['type'], tile_cache))
+    return [(store, key) + unit for (store, key), unit in sorted(units.items())]
+
+
+@contextlib.contextmanager
+def store_locks(conf, cache_names, timeout, what, on_wait=None, on_lost=None, poll=1.0,
+                ttl=STORE_LOCK_TTL, renew_every=STORE_LOCK_RENEW, timeouts=None):
+    """Hold the store lock of every s3 and redis cache of ``cache_names`` (file caches
+    have none: their lock is mapproxy-seed's, cache_locks above) while the block runs,
+    renewing the leases in a thread. ``timeout`` None waits as long as it takes; else
+    StoreLockError names the cache, the store and the holder. ``on_wait(cache, store,
+    holder)`` is called once per busy cache, ``on_lost(cache, store)`` when a renewal
+    finds that a lease is no longer ours. The store clients have the bounds of ``timeouts``
+    (STORE_TIMEOUTS by default; an S3 cache's are those bounded_stores() gave when ``conf``
+    was loaded). Yields the keys held, as 'store key'."""
+    import threading
+    holder = lock_holder(what)
+    holder['ttl'] = ttl  # how long the lease lives unrenewed, for whoever finds it
+    body = json.dumps(holder, sort_keys=True).encode()
+    units = _store_lock_units(conf, cache_names)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    held = []
+    stop = threading.Event()
+    renewer = None
+    try:
+        for store, key, name, cache_type, tile_cache in units:
+            waited = False
+            lease = None
+            while True:
+                try:
+                    if lease is None:
+                        kind = _S3Lease if cache_type == 's3' else _RedisLease
+                        with conf:
+                            lease = kind(tile_cache, key, body, ttl, timeouts)
+                    current = lease.take()
+                except Exception as ex:
+                    raise StoreLockError(name, store, "cache '%s': its lock %s cannot be taken in the store %s: %s"
+                                         % (name, key, store, in_words(ex)))
+                if current is None:
+                    held.append((lease, key, name, store))
+                    break
+                if not waited and on_wait is not None:
+                    on_wait(name, store, current)
+                waited = True
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise StoreLockError(name, store, "cache '%s' is locked in its store %s by %s%s" % (
+                        name, store, describe_holder(current),
+                        '' if not timeout else '; waited %d s' % timeout), holder=current)
+                time.sleep(poll)
+
+        def renew():
+            while not stop.wait(renew_every):
+                for lease, key, name, store in held:
+                    try:
+                        kept = lease.renew()
+                    except Exception:
+                        kept = True  # the store did not answer: try again at the next turn
+                    if not kept and on_lost is not None:
+                        on_lost(name, store)
+        if held:
+            renewer = threading.Thread(target=renew, name='p2d2-store-lock', daemon=True)
+            renewer.start()
+        yield ['%s %s' % (store, key) for _lease, key, _name, store in held]
+    finally:
+        stop.set()
+        if renewer is not None:
+            renewer.join(timeout=renew_every + 10)
+        for lease, _key, _name, _store in reversed(held):
+            try:
+                lease.release()
+            except Exception:
+                pass  # it expires on its own after ttl seconds
 
 
 def main():

@@ -102,6 +102,12 @@ options:
         timers.
       - MapProxy itself takes no lock for cleanups, and the server writes tiles at any time;
         a tile written during the cleanup is new and stays.
+      - A cache in a shared store (C(s3), C(redis)) is seeded and cleaned from several hosts, so
+        its lock lives in the store too (an object or key C(p2d2-lock) beside its tiles), taken
+        first; a seeding or cleanup of it on any host (this module, p2d2.mapproxy.mapproxy_seed,
+        the seeding role's timers) makes the module wait up to O(lock_timeout), then fail naming
+        the holder's host, job and start. An S3 store must support conditional writes
+        (C(If-None-Match), C(If-Match)), as AWS S3, MinIO, Ceph RGW and moto do.
     type: bool
     default: true
   lock_dir:
@@ -112,7 +118,7 @@ options:
     type: path
   lock_timeout:
     description:
-      - Seconds to wait for the cache lock before failing.
+      - Seconds to wait for the cache lock (and a store cache's lock in its store) before failing.
     type: int
     default: 60
 notes:
@@ -162,6 +168,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+holder:
+  description:
+    - On failure, when a cache in a shared store is locked by another host or process - its
+      record in the store - what holds it (C(what)), on which C(host), with which C(pid),
+      C(since) when (seconds since the epoch), and a random C(token).
+  returned: when the lock of a cache in a shared store was not free
+  type: dict
+  sample: {what: seeding task seed_s3 (p2d2-mapproxy-cache), host: mapproxy1, pid: 4711, since: 1796680800, token: 9f3c2a1b7d4e5f60}
+store:
+  description: On failure, the store whose lock was not free, in words (no credentials).
+  returned: when the lock of a cache in a shared store was not free
+  type: str
+  sample: s3://tiles at http://stores:5000
 tiles_removed:
   description: Number of tiles removed (in check mode, that would be removed).
   returned: always
@@ -321,14 +340,25 @@ def main():
 
     result_caches = {}
     total = LevelStats()
-    locks = (venv.cache_locks(lock_dir, names, params['lock_timeout']) if lock_dir is not None
-             else contextlib.nullcontext())
+    store_lock = None
+    if params['use_cache_lock'] and store_names and not module.check_mode:
+        store_lock = dict(config=os.path.abspath(params['config']), caches=store_names,
+                          what='mapproxy_cache_clean of %s' % ', '.join(store_names))
+    locks = (venv.cache_locks(lock_dir, names, params['lock_timeout'], store=store_lock)
+             if lock_dir is not None or store_lock else contextlib.nullcontext())
     with locks as busy:
+        if busy and busy.get('holder') is not None:
+            module.fail_json(msg='%s%s (option lock_timeout). Try again when that is done.'
+                                 % (busy['error'][:1].upper(), busy['error'][1:]),
+                             holder=busy['holder'], store=busy.get('store'))
         if busy:
+            if busy.get('store') or busy.get('cache') is None:
+                module.fail_json(msg='Taking the lock of %s in its store failed: %s.'
+                                     % (', '.join(store_names), busy.get('error')))
             module.fail_json(
                 msg='Cache %s is locked by mapproxy-seed (lock file %s/.mapproxy_seed.lck); waited %d seconds '
                     '(option lock_timeout). Try again later or set use_cache_lock: false.'
-                    % (busy, lock_dir, params['lock_timeout']))
+                    % (busy.get('cache'), lock_dir, params['lock_timeout']))
         for cache_name, dir_grids, directory, layout in entries:
             ranges = None
             if ranges_by_grid is not None:

@@ -119,8 +119,20 @@ options:
       - mapproxy-seed keeps that lock in the file C(.mapproxy_seed.lck) of its working
         directory, so the module runs it in O(lock_dir); other seedings (cron jobs) must run
         there too to exclude each other. p2d2.mapproxy.mapproxy_cache_clean uses the same lock.
+      - A cache in a shared store (C(s3), C(redis)) is seeded and cleaned from several hosts, so
+        the module first takes its lock in the store (an object or key C(p2d2-lock) beside its
+        tiles, renewed while the seeding runs); a seeding or cleanup of it on any host makes the
+        module wait up to O(lock_timeout), then fail naming the holder's host, job and start. An S3
+        store must support conditional writes (C(If-None-Match), C(If-Match)), as AWS S3, MinIO,
+        Ceph RGW and moto do.
     type: bool
     default: true
+  lock_timeout:
+    description:
+      - Seconds to wait for the lock of a cache in a shared store (see O(use_cache_lock)) before
+        failing. The lock of mapproxy-seed on this host is waited for as long as O(timeout) allows.
+    type: int
+    default: 60
   lock_dir:
     description:
       - Working directory of C(mapproxy-seed) and folder of its cache lock file.
@@ -194,6 +206,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+holder:
+  description:
+    - On failure, when a cache in a shared store is locked by another host or process - its
+      record in the store - what holds it (C(what)), on which C(host), with which C(pid),
+      C(since) when (seconds since the epoch), and a random C(token).
+  returned: when the lock of a cache in a shared store was not free
+  type: dict
+  sample: {what: seeding task seed_s3 (p2d2-mapproxy-cache), host: mapproxy1, pid: 4711, since: 1796680800, token: 9f3c2a1b7d4e5f60}
+store:
+  description: On failure, the store whose lock was not free, in words (no credentials).
+  returned: when the lock of a cache in a shared store was not free
+  type: str
+  sample: s3://tiles at http://stores:5000
 tiles_to_seed:
   description:
     - Tiles that were missing (or older than O(refresh_before)) before the run, as counted by the
@@ -267,6 +292,7 @@ stderr:
   type: str
 """
 
+import contextlib
 import json
 import os
 import re
@@ -279,6 +305,7 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     MapProxyVenv,
     REASON_RE,
     SOURCE_ERROR_RE,
+    STORE_TYPES,
     TempDir,
     check_levels_in_grids,
     grid_directories,
@@ -358,6 +385,7 @@ def main():
             concurrency=dict(type='int'),
             timeout=dict(type='int', default=3600),
             use_cache_lock=dict(type='bool', default=True),
+            lock_timeout=dict(type='int', default=60),
             lock_dir=dict(type='path'),
             **venv_options(),
             user=dict(type='str'),
@@ -397,6 +425,8 @@ class Seeder:
             module.fail_json(msg='Option bbox needs 4 numbers [minx, miny, maxx, maxy], not %d.' % len(params['bbox']))
         if params['timeout'] < 1:
             module.fail_json(msg='Option timeout must be at least 1 second.')
+        if params['lock_timeout'] < 0:
+            module.fail_json(msg='Option lock_timeout must be 0 or more seconds.')
         if params['concurrency'] is not None and params['concurrency'] < 1:
             module.fail_json(msg='Option concurrency must be at least 1.')
         self.levels = parse_levels(module, params['levels'], 'levels')
@@ -551,9 +581,10 @@ class Seeder:
             cwd = tmp.path
             if self.params['use_cache_lock']:
                 cwd = self.prepare_lock_dir()
-            marker = tmp.write('start', '')
-            since_ns = os.stat(marker).st_mtime_ns
-            run, seeding = self.run_seed(seed_path, False, cwd)
+            with self.store_lock():
+                marker = tmp.write('start', '')
+                since_ns = os.stat(marker).st_mtime_ns
+                run, seeding = self.run_seed(seed_path, False, cwd)
             self.result['duration'] = round(run.duration, 3)
             written = self.count_written(tasks, file_dirs, since_ns)
             if run.abort_line is not None:
@@ -625,6 +656,25 @@ class Seeder:
                 self.fail('Cannot create the lock folder %s (option lock_dir): %s.' % (lock_dir, ex))
         self.lock_dir = lock_dir
         return lock_dir
+
+    @contextlib.contextmanager
+    def store_lock(self):
+        """The lock in their shared store of the s3 and redis caches to seed, held by the
+        venv's Python (the file lock is mapproxy-seed's own, --use-cache-lock)."""
+        in_stores = [name for name in self.caches if self.info['caches'][name]['type'] in STORE_TYPES]
+        if not (self.params['use_cache_lock'] and in_stores):
+            yield
+            return
+        timeout = min(self.params['lock_timeout'], max(0, int(self.remaining())))
+        store = dict(config=self.config, caches=in_stores, what='mapproxy_seed of %s' % ', '.join(in_stores))
+        with self.venv.cache_locks(None, in_stores, timeout, store=store) as busy:
+            if busy:
+                error = busy.get('error') or 'no answer'
+                self.fail('%s%s (option lock_timeout). Try again when that is done.'
+                          % (error[:1].upper(), error[1:]) if busy.get('holder') is not None
+                          else 'Taking the lock of %s in its store failed: %s.' % (', '.join(in_stores), error),
+                          holder=busy.get('holder'), store=busy.get('store'))
+            yield
 
     def lock_hint(self):
         if not self.params['use_cache_lock']:

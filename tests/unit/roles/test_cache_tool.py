@@ -288,9 +288,9 @@ def test_seed_writes_the_task_tiles_with_the_lock_and_leaves_no_progress(tmp_pat
 
 
 def test_seed_into_a_hung_store_costs_bounded_time_with_store_timeouts(tmp_path, silent_port):
-    """redis-py has no timeout of its own: without bounds mapproxy-seed waits for a hung Redis
-    until the unit's max_duration. With --store-timeouts every ask of the store fails after
-    the read timeout; MapProxy takes that as a miss and an unstored tile, and says so."""
+    """redis-py has no timeout of its own: without bounds a seeding waits for a hung Redis
+    until the unit's max_duration. With --store-timeouts the first ask of the store (its
+    lock, before mapproxy-seed starts) fails after the read timeout, naming the store."""
     pytest.importorskip('redis')
     base = tmp_path / 'cache'
     base.mkdir()
@@ -302,16 +302,19 @@ def test_seed_into_a_hung_store_costs_bounded_time_with_store_timeouts(tmp_path,
     start = time.monotonic()
     proc = _run_seed(config, str(seed_conf), base, tmp_path, '--duration', '2m', '--store-timeouts', '1,1,1')
     took = time.monotonic() - start
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert 'store clients: connect 1s, read 1s, 1 attempts' in proc.stdout
-    assert 'mapproxy.cache.redis - ERROR - REDIS:store_key error  Timeout' in proc.stdout + proc.stderr
-    # At most four asks of one second per tile (as in the service), and MapProxy's start.
-    assert took < 5 * 4 * 1 + 30, took
+    assert ("p2d2-mapproxy-cache: cache 'hot': its lock hot-p2d2-lock cannot be taken in the store "
+            "redis://127.0.0.1:%d/0: TimeoutError" % silent_port) in proc.stderr
+    assert not list(base.glob('*.lck')), 'mapproxy-seed ran'
+    # One ask of one second, and MapProxy's start.
+    assert took < 1 + 30, took
 
 
 def test_seed_into_a_hung_s3_endpoint_fails_within_the_store_timeouts(tmp_path, silent_port, monkeypatch):
-    """MapProxy asks for an S3 cache's bucket when it loads the configuration: with bounds a
-    hung endpoint fails the job then, instead of after botocore's 60 s and retries."""
+    """MapProxy asks for an S3 cache's bucket when it builds the cache: with bounds a hung
+    endpoint fails the job then (finding the cache's lock), instead of after botocore's 60 s
+    and retries."""
     pytest.importorskip('boto3')
     monkeypatch.setenv('AWS_ACCESS_KEY_ID', 'p2d2-test-key')
     monkeypatch.setenv('AWS_SECRET_ACCESS_KEY', 'p2d2-test-secret')
@@ -327,8 +330,8 @@ def test_seed_into_a_hung_s3_endpoint_fails_within_the_store_timeouts(tmp_path, 
     proc = _run_seed(config, str(seed_conf), base, tmp_path, '--duration', '2m', '--store-timeouts', '1,1,2')
     took = time.monotonic() - start
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert 'Read timeout on endpoint URL' in proc.stdout + proc.stderr
-    assert 'p2d2-mapproxy-cache: mapproxy-seed exited with' in proc.stderr
+    assert ("p2d2-mapproxy-cache: cache 'osm_s3': the store s3://tiles at http://127.0.0.1:%d cannot be locked: "
+            "ReadTimeoutError: Read timeout on endpoint URL" % silent_port) in proc.stderr
     assert took < 2 * 1 + 30, took
 
 

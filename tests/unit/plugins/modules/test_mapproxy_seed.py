@@ -278,6 +278,7 @@ def test_cache_without_tile_times_is_refused(tmp_path):
     (dict(refresh_before={'day': 7}), 'Unknown key day in option refresh_before'),
     (dict(refresh_before={'time': '2026-01-01'}), 'is not of the form YYYY-MM-DDTHH:MM:SS'),
     (dict(concurrency=0), 'Option concurrency must be at least 1.'),
+    (dict(lock_timeout=-1), 'Option lock_timeout must be 0 or more seconds.'),
     (dict(coverage='cgn', coverages={'cgn': {}}), 'mutually exclusive'),
 ])
 def test_bad_options_fail_before_anything_runs(upstream_config, tile_server, args, message):
