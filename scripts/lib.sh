@@ -144,8 +144,10 @@ ensure_images() {
 
 # Container settings for systemd as PID 1 on this kind of machine; the Molecule base
 # create step (molecule/resources/create.yml) gives its platforms the same.
-SYSTEMD_CONTAINER_ARGS=(
+# SYSTEMD_CONTAINER_BASE_ARGS without a network; SYSTEMD_CONTAINER_ARGS on the host's.
+SYSTEMD_CONTAINER_BASE_ARGS=(
   --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined
   --cgroupns host --volume /sys/fs/cgroup:/sys/fs/cgroup:rw
-  --tmpfs /run --tmpfs /run/lock --network host
+  --tmpfs /run --tmpfs /run/lock
 )
+SYSTEMD_CONTAINER_ARGS=("${SYSTEMD_CONTAINER_BASE_ARGS[@]}" --network host)
