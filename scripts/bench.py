@@ -34,6 +34,9 @@ machine and one markdown table:
    page) on an S3 cache (moto's server, 127.0.0.1:18894) and a Redis cache (a redis-server of
    its own, 127.0.0.1:18895), a full pyramid of 21,845 tiles written into the store before every
    cell. Alone, it runs on this machine without the container and writes store-cleanup.md.
+9. cached tiles through a balancer: the cached tiles of 1. through HAProxy (the role
+   mapproxy_lb in the same container, the front door its one backend, 127.0.0.1:18896)
+   against the front door directly, interleaved: the balancer's cost on the same cores.
 
 ``--sweep`` measures the Gunicorn variants of SWEEP on cached tiles instead.
 The measuring and table code (wrk with a Lua done() hook that prints JSON) is
@@ -73,6 +76,9 @@ DELAY_PORT = 18892
 # moto's S3 server (the tool venv's), on this machine: the container shares its network.
 STORE_PORT = 18893
 STORE_PREFIX = '/wmts/osm_s3/webmercator/'
+# HAProxy of the role mapproxy_lb in the container (row 9) and its statistics page.
+LB_PORT = 18896
+LB_STATS_PORT = 18897
 DELAY_PROXY = '''
 import http.server, sys, time, urllib.error, urllib.request
 port, target, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
@@ -565,12 +571,12 @@ class Bench:
     def base_vars(self):
         return {'p2d2_demo_port': PUBLIC_PORT, 'p2d2_standin_port': STANDIN_PORT}
 
-    def playbook(self, name, playbook, extra=None, tags=None):
+    def playbook(self, name, playbook, extra=None, tags=None, inventory=None):
         """Run a playbook against the container; wall seconds and the changed count."""
         self.playbook_runs += 1
         varsfile = self.state / ('vars-%02d.json' % self.playbook_runs)
         varsfile.write_text(json.dumps(dict(self.base_vars(), **(extra or {}))), encoding='utf-8')
-        argv = ['ansible-playbook', '-i', str(self.inventory), str(ROOT / 'playbooks' / playbook),
+        argv = ['ansible-playbook', '-i', str(inventory or self.inventory), str(ROOT / 'playbooks' / playbook),
                 '-e', '@' + str(varsfile)]
         if tags:
             argv += ['--tags', ','.join(tags)]
@@ -590,10 +596,11 @@ class Bench:
         if run(['docker', 'container', 'inspect', CONTAINER], check=False).returncode == 0:
             log('Removing the container %s of an earlier run' % CONTAINER)
             run(['docker', 'rm', '-f', CONTAINER])
-        for port in (PUBLIC_PORT, STATIC_PORT, STANDIN_PORT, BACKEND_PORT, STORE_PORT):
+        ports = (PUBLIC_PORT, STATIC_PORT, STANDIN_PORT, BACKEND_PORT, STORE_PORT, LB_PORT, LB_STATS_PORT)
+        for port in ports:
             if run(['ss', '-ltnH', 'sport = :%d' % port], check=False).stdout.strip():
-                raise BenchError('port %d is taken on this machine: the harness needs 127.0.0.1:%d, %d, %d and %d'
-                                 % (port, PUBLIC_PORT, STATIC_PORT, STANDIN_PORT, BACKEND_PORT))
+                raise BenchError('port %d is taken on this machine: the harness needs 127.0.0.1:%s'
+                                 % (port, ', '.join(str(p) for p in ports)))
         args = [a for a in os.environ.get('P2D2_CONTAINER_ARGS', '').split('\n') if a]
         if not args:
             raise BenchError('P2D2_CONTAINER_ARGS is empty: run the harness with scripts/bench.sh')
@@ -952,6 +959,52 @@ http {
                   self.args.conns, cells, file_name)
         return len(store_paths)
 
+    # -- 9. cached tiles through a balancer -------------------------------------
+
+    def balancer(self):
+        """The cached tiles of 1. through HAProxy against the front door directly, interleaved.
+        The balancer is the role mapproxy_lb, deployed by site.yml into the same container with
+        the container's front door as its one backend: everything shares the same cores, so the
+        ratio is the balancer's work there, more than on a host of its own."""
+        self.apply(LAYOUTS[0])
+        inventory = self.state / 'inventory-lb'
+        inventory.mkdir(parents=True, exist_ok=True)
+        (inventory / 'hosts.yml').write_text(
+            '# Written by scripts/bench.py: the container is also its own balancer (row 9).\n'
+            'mapproxy:\n  hosts:\n    %s:\n      ansible_connection: community.docker.docker\n'
+            '      ansible_host: %s\n      mapproxy_gunicorn_backend_binds: ["127.0.0.1:%d"]\n'
+            '      mapproxy_lb_backend_address: 127.0.0.1\n'
+            'mapproxy_lb:\n  hosts:\n    %s:\n' % (CONTAINER, CONTAINER, BACKEND_PORT, CONTAINER), encoding='utf-8')
+        link = inventory / 'group_vars'
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(ROOT / 'inventory' / 'demo' / 'group_vars')
+        log('Deploying HAProxy (mapproxy_lb) in front of the front door with site.yml --tags mapproxy_lb')
+        seconds, _changed = self.playbook('balancer', 'site.yml', dict(
+            self.applied or {}, mapproxy_lb_listen=['127.0.0.1:%d' % LB_PORT],
+            mapproxy_lb_stats_listen='127.0.0.1:%d' % LB_STATS_PORT), ['mapproxy_lb'], inventory=inventory)
+        lb_url = 'http://127.0.0.1:%d' % LB_PORT
+        wait_for(lb_url + self.cached_paths[0])
+        code_a, body_a = http_get(self.base + self.cached_paths[0])
+        code_b, body_b = http_get(lb_url + self.cached_paths[0])
+        if code_a != 200 or code_b != 200 or body_a != body_b:
+            raise BenchError('%s: the front door answered %d (%d bytes), HAProxy %d (%d bytes): not the same tile'
+                             % (self.cached_paths[0], code_a, len(body_a), code_b, len(body_b)))
+        lua = write_lua(self.state / 'balancer.lua', self.cached_paths, seed=self.args.seed)
+        direct = 'one host directly: its front door (the defaults, as 1.)'
+        through = 'through HAProxy (mapproxy_lb) in front of it, on the same cores'
+        cells = {}
+        for rnd in range(1, self.args.rounds + 1):
+            for name, url in ((direct, self.base), (through, lb_url)):
+                log('Round %d, %s: cached tiles' % (rnd, name))
+                run_wrk(url, lua, max(self.args.conns), self.args.warmup)
+                for conns in self.args.conns:
+                    cells.setdefault((name, conns), []).append(run_wrk(url, lua, conns, self.args.duration))
+        self.data['balancer'] = {'%s|%d' % k: v for k, v in cells.items()}
+        self.data['balancer_deploy_s'] = seconds
+        add_cells(self.table, 9, 'cached tiles through a balancer', [direct, through], self.args.conns, cells, direct)
+        return len(self.cached_paths)
+
     def fetch_all(self, url, paths, workers=4):
         from concurrent.futures import ThreadPoolExecutor
 
@@ -1124,6 +1177,14 @@ http {
                          ' nginx\'s copies (the defaults) and without them (every tile through Gunicorn and'
                          ' MapProxy to the store). The ratio is the file cache\'s throughput divided by the row\'s.'
                          % (count, args.duration))
+        if not args.sweep and 'balancer' in args.measure:
+            count = self.balancer()
+            notes.append('9. Cached tiles through a balancer: the %d cached tiles of 1. through HAProxy (the role'
+                         ' `mapproxy_lb`, deployed by `site.yml --tags mapproxy_lb` into the same container, the'
+                         ' front door its one backend, tiles hashed by meta tile) and through the front door'
+                         ' directly, interleaved, %d s per cell. HAProxy, nginx and wrk share the same cores:'
+                         ' the ratio (direct ÷ through HAProxy) is the balancer\'s work there, more than on a host'
+                         ' of its own.' % (count, args.duration))
         cleanup = None
         if not args.sweep and 'store-cleanup' in args.measure:
             cleanup = StoreCleanup(args)
@@ -1688,8 +1749,9 @@ def parse_args(argv=None):
     parser.add_argument('--conns', type=lambda s: [int(v) for v in s.split(',')], default=[4, 32],
                         help='connection counts, comma separated (default 4,32)')
     parser.add_argument('--measure', type=lambda s: set(s.split(',')),
-                        default={'uncached', 'reload', 'seed', 'mixed', 'stores'},
-                        help='what to measure besides cached tiles: uncached,reload,seed,mixed,stores,store-cleanup'
+                        default={'uncached', 'reload', 'seed', 'mixed', 'stores', 'balancer'},
+                        help='what to measure besides cached tiles: uncached,reload,seed,mixed,stores,balancer,'
+                             'store-cleanup'
                              ' (default all but store-cleanup; store-cleanup alone runs on this machine, no container)')
     parser.add_argument('--cleanup-levels', type=int,
                         help='store-cleanup: the pyramid is levels 0 to N (default 7: 21,845 tiles; smoke 4)')
@@ -1712,8 +1774,9 @@ def parse_args(argv=None):
     args.uncached_set = min(600, per_second) * args.duration
     args.cleanup_levels = args.cleanup_levels if args.cleanup_levels is not None else (4 if smoke else 7)
     for name in args.measure:
-        if name not in ('uncached', 'reload', 'seed', 'mixed', 'stores', 'store-cleanup'):
-            parser.error('--measure takes uncached, reload, seed, mixed, stores and store-cleanup, not %r' % name)
+        if name not in ('uncached', 'reload', 'seed', 'mixed', 'stores', 'balancer', 'store-cleanup'):
+            parser.error('--measure takes uncached, reload, seed, mixed, stores, balancer and store-cleanup, not %r'
+                         % name)
     if args.measure == {'store-cleanup'} and (args.sweep or args.profile or args.reuse):
         parser.error('--measure store-cleanup alone runs without the container: no --sweep, --profile or --reuse')
     if not 1 <= args.cleanup_levels <= 10:

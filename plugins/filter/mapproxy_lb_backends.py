@@ -21,7 +21,8 @@ options:
   _input:
     description:
       - One mapping per host, with C(name), and C(port) or C(listen); C(address) or C(host) give the
-        address.
+        address. C(local) true says that the balancer runs on that host, so that a loopback address
+        (C(127.0.0.1), C(::1), C(localhost)) reaches it; for other hosts it is refused.
     type: list
     elements: dict
     required: true
@@ -51,6 +52,7 @@ _value:
 _BIND = re.compile(r'^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>[0-9]{1,5})$')
 _ADDRESS = re.compile(r'^(?:[A-Za-z0-9._-]+|\[?[0-9A-Fa-f:.]+\]?)$')
 _NOT_AN_ADDRESS = {'0.0.0.0', '::', '127.0.0.1', '::1', 'localhost'}
+_LOOPBACK = {'127.0.0.1', '::1', 'localhost'}
 
 
 def _port(value):
@@ -90,7 +92,9 @@ def mapproxy_lb_backends(entries):
             address = bind_host
         if not address:
             address = str(entry.get('host') or name).strip()
-        if address in _NOT_AN_ADDRESS or not _ADDRESS.match(address):
+        if entry.get('local') and address in _LOOPBACK:
+            pass  # the balancer runs on this host: its loopback is the host's
+        elif address in _NOT_AN_ADDRESS or not _ADDRESS.match(address):
             invalid.append('%s: %r is not an address the balancer can reach; set its mapproxy_lb_backend_address'
                            % (label, address))
             continue

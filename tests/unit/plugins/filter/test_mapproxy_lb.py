@@ -46,6 +46,19 @@ def test_bad_entries_name_the_host_and_what_to_set():
     ]
 
 
+def test_loopback_reaches_only_the_host_the_balancer_runs_on():
+    result = mapproxy_lb_backends([
+        {'name': 'self', 'listen': ['127.0.0.1:18880'], 'address': '127.0.0.1', 'host': 'self', 'local': True},
+        {'name': 'other', 'listen': ['127.0.0.1:8080'], 'address': '127.0.0.1', 'host': 'other', 'local': False},
+        {'name': 'wild', 'listen': ['0.0.0.0:8080'], 'address': '0.0.0.0', 'host': 'wild', 'local': True},
+    ])
+    assert result['backends'] == [{'name': 'self', 'address': '127.0.0.1', 'port': 18880}]
+    assert result['invalid'] == [
+        "MapProxy host other: '127.0.0.1' is not an address the balancer can reach; set its mapproxy_lb_backend_address",
+        "MapProxy host wild: '0.0.0.0' is not an address the balancer can reach; set its mapproxy_lb_backend_address",
+    ]
+
+
 def test_meta_size_holds_every_cache_s_meta_tile():
     assert mapproxy_lb_meta_size([{'caches': {'a': {'meta_size': [4, 4]}}}]) == [4, 4]
     assert mapproxy_lb_meta_size([
