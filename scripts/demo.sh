@@ -123,7 +123,8 @@ Each answered 200 just now. To look around and try things:
   docker exec mapproxy1 systemctl list-timers 'mapproxy-*'   (the seeding leader; mapproxy2 has no jobs of the shared caches)
   docker exec mapproxy1 tail /var/log/mapproxy/nginx-access.log   (which tiles reached this host)
   docker stop mapproxy2   (HAProxy takes it out within 6 s; the tiles keep coming from mapproxy1)
-  ansible-playbook -i inventory/demo_cluster playbooks/site.yml   (a change rolls one host at a time)
+  ansible-playbook -i inventory/demo_cluster playbooks/site.yml -e p2d2_demo_lb_address=$LB_ADDRESS
+                         (a change rolls one host at a time)
 Run scripts/demo.sh cluster again to re-apply (and start stopped containers), scripts/demo.sh destroy to remove it all.
 MSG
   exit 0

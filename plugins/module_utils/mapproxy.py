@@ -335,6 +335,19 @@ def run_watched(argv, timeout, cwd=None, watch=None, on_line=None, user=None):
 STORE_ERROR_RE = re.compile(r"^cache '[^']*'( \(store [^)]*\):|: the store )")
 
 
+def store_lock_failure(busy, caches):
+    """What a module fails with when ``MapProxyVenv.cache_locks`` answered ``busy`` for the
+    lock of ``caches`` in their shared store: (message, return values); None when the answer
+    is about mapproxy-seed's file lock on this host."""
+    if not busy or not (busy.get('holder') is not None or busy.get('store') or busy.get('cache') is None):
+        return None
+    error = busy.get('error') or 'no answer'
+    if busy.get('holder') is not None:
+        return ('%s%s (option lock_timeout). Try again when that is done.' % (error[:1].upper(), error[1:]),
+                dict(holder=busy['holder'], store=busy.get('store')))
+    return 'Taking the lock of %s in its store failed: %s.' % (', '.join(caches), error), {}
+
+
 def store_errors_only(errors):
     """Whether every error of a probe is one of a cache's store."""
     return bool(errors) and all(STORE_ERROR_RE.match(error) for error in errors)

@@ -1265,10 +1265,8 @@ def hold_locks(request, out, wait_for_close):
         with contextlib.ExitStack() as stack:
             if store:
                 # First the lock in the shared store, which other hosts see, then this host's.
-                bounded_stores()
-                from mapproxy.config.loader import load_configuration
                 try:
-                    conf = load_configuration(store['config'], seed=True)
+                    conf = load_for_jobs(store['config'])
                 except Exception as ex:
                     raise StoreLockError(None, None, 'MapProxy cannot load %s to find the stores of %s: %s' % (
                         store['config'], ', '.join(store['caches']), in_words(ex)))
@@ -1462,6 +1460,14 @@ def _store_lock_units(conf, cache_names):
                 key = _key_prefix(block['type'], tile_cache) + STORE_LOCK_KEY
                 units.setdefault((store_of(block), key), (name, block['type'], tile_cache))
     return [(store, key) + unit for (store, key), unit in sorted(units.items())]
+
+
+def load_for_jobs(config_path, timeouts=None):
+    """MapProxy's configuration as mapproxy-seed loads it, with the store clients bounded by
+    ``timeouts`` (bounded_stores): for the locks in the stores and the timers' jobs."""
+    from mapproxy.config.loader import load_configuration
+    bounded_stores(timeouts)
+    return load_configuration(config_path, seed=True)
 
 
 @contextlib.contextmanager

@@ -255,6 +255,7 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     parse_levels,
     select_caches,
     select_grids,
+    store_lock_failure,
     STORE_TYPES,
     venv_options,
 )
@@ -347,14 +348,10 @@ def main():
     locks = (venv.cache_locks(lock_dir, names, params['lock_timeout'], store=store_lock)
              if lock_dir is not None or store_lock else contextlib.nullcontext())
     with locks as busy:
-        if busy and busy.get('holder') is not None:
-            module.fail_json(msg='%s%s (option lock_timeout). Try again when that is done.'
-                                 % (busy['error'][:1].upper(), busy['error'][1:]),
-                             holder=busy['holder'], store=busy.get('store'))
+        failure = store_lock_failure(busy, store_names)
+        if failure:
+            module.fail_json(msg=failure[0], **failure[1])
         if busy:
-            if busy.get('store') or busy.get('cache') is None:
-                module.fail_json(msg='Taking the lock of %s in its store failed: %s.'
-                                     % (', '.join(store_names), busy.get('error')))
             module.fail_json(
                 msg='Cache %s is locked by mapproxy-seed (lock file %s/.mapproxy_seed.lck); waited %d seconds '
                     '(option lock_timeout). Try again later or set use_cache_lock: false.'

@@ -316,6 +316,7 @@ from ansible_collections.p2d2.mapproxy.plugins.module_utils.mapproxy import (
     run_watched,
     select_caches,
     select_grids,
+    store_lock_failure,
     tool_user,
     venv_options,
 )
@@ -668,12 +669,9 @@ class Seeder:
         timeout = min(self.params['lock_timeout'], max(0, int(self.remaining())))
         store = dict(config=self.config, caches=in_stores, what='mapproxy_seed of %s' % ', '.join(in_stores))
         with self.venv.cache_locks(None, in_stores, timeout, store=store) as busy:
-            if busy:
-                error = busy.get('error') or 'no answer'
-                self.fail('%s%s (option lock_timeout). Try again when that is done.'
-                          % (error[:1].upper(), error[1:]) if busy.get('holder') is not None
-                          else 'Taking the lock of %s in its store failed: %s.' % (', '.join(in_stores), error),
-                          holder=busy.get('holder'), store=busy.get('store'))
+            failure = store_lock_failure(busy, in_stores)
+            if failure:
+                self.fail(failure[0], **failure[1])
             yield
 
     def lock_hint(self):
