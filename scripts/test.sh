@@ -134,14 +134,28 @@ host_rules() {
     | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]//g'
 }
 
+# Molecule's output passes through; the seconds of each of its actions (create,
+# converge, verify, ...) go to the file $1, for the scenario's summary line.
+time_actions() {
+  awk -v out="$1" '
+    function note() { if (action != "") { took = took sep action " " (systime() - start); sep = ", " } }
+    { print; fflush(); line = $0; gsub(/\033\[[0-9;]*m/, "", line) }
+    line ~ /➜ [a-z_]+: Executing/ {
+      note(); action = line; sub(/.*➜ /, "", action); sub(/:.*/, "", action); start = systime()
+    }
+    END { note(); print took > out }'
+}
+
 failed=()
 for scenario in "${scenarios[@]}"; do
   log "Molecule scenario $scenario"
   start=$SECONDS
   rules_before=$(host_rules)
-  if molecule test -s "$scenario"; then
+  rc=0
+  molecule test -s "$scenario" 2>&1 | time_actions "$STATE/actions" || rc=$?
+  if [ "$rc" -eq 0 ]; then
     if [ "$(host_rules)" = "$rules_before" ]; then
-      log "Scenario $scenario passed in $((SECONDS - start)) s; the host's ruleset is as before"
+      log "Scenario $scenario passed in $((SECONDS - start)) s ($(cat "$STATE/actions")); the host's ruleset is as before"
     else
       failed+=("$scenario")
       diff <(printf '%s\n' "$rules_before") <(host_rules) >&2 || true
@@ -149,7 +163,7 @@ for scenario in "${scenarios[@]}"; do
     fi
   else
     failed+=("$scenario")
-    log "Scenario $scenario FAILED after $((SECONDS - start)) s"
+    log "Scenario $scenario FAILED after $((SECONDS - start)) s ($(cat "$STATE/actions"))"
   fi
 done
 unit_failed=
