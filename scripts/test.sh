@@ -96,7 +96,7 @@ if [ "${P2D2_SKIP_STATIC:-0}" != 1 ]; then
     export -f log run_sanity run_unit_tests
     # At the lowest priority: they take the core the scenario leaves idle, not the
     # scenario's (at nice 0 they slowed mapproxy_backup from 411 s to 517 s; at nice 10 it
-    # took 445 s, and 337 s with nothing beside it).
+    # took 445 s, and 337 s with nothing beside it; at nice 19, 417 s: within the noise).
     STATE=$STATE setsid nice -n 19 bash -c 'cd "$1" && run_unit_tests' unit "$ROOT" >"$unit_log" 2>&1 &
     unit_pid=$!
   fi
